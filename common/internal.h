@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #define SG_WARN_UNUSED_RESULT __attribute__((warn_unused_result))
 #define SG_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))

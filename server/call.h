@@ -105,6 +105,14 @@ void *sg_call_get_data(const struct sg_call *call);
 /* The method being served. Borrowed; lives as long as the server. */
 const struct sg_method *sg_call_method(const struct sg_call *call);
 
+/*
+ * Initial metadata to send with the first response (e.g. a version header).
+ * md is borrowed and must outlive the call (use static arrays). Ignored once
+ * the initial metadata has gone out.
+ */
+void sg_call_set_initial_metadata(struct sg_call *call,
+                                  const grpc_metadata *md, size_t n);
+
 /* Peer address, e.g. "ipv4:127.0.0.1:5000". Borrowed; lives with the call. */
 const char *sg_call_peer(const struct sg_call *call);
 

@@ -1,0 +1,110 @@
+/*
+ * transport.h: what call.c and server.c share. Not for handlers (they use
+ * call.h) and not installed.
+ *
+ * A completion-queue tag is a struct sg_tag embedded in the object it
+ * concerns; the CQ thread calls tag->fn(tag, ok).
+ */
+#ifndef SG_SERVER_TRANSPORT_H
+#define SG_SERVER_TRANSPORT_H
+
+#include "call.h"
+#include "server.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct sg_tag {
+    void (*fn)(struct sg_tag *tag, bool ok);
+};
+
+#define SG_CONTAINER_OF(ptr, type, member)                                     \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* One method registered on the grpc_server, on one completion queue. */
+struct sg_registered_method {
+    const struct sg_method *method;
+    void *handle; /* from grpc_server_register_method */
+};
+
+struct sg_pending_send;
+
+struct sg_call {
+    atomic_int refs;
+    struct sg_server *server;
+    grpc_completion_queue *cq;
+    const struct sg_registered_method *rm; /* NULL: generic (unknown) */
+
+    /* Filled by request_call / request_registered_call. */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_call_details details; /* generic only */
+    grpc_byte_buffer *payload; /* registered unary/server stream */
+
+    int client_cancelled; /* out parameter of RECV_CLOSE_ON_SERVER */
+    grpc_byte_buffer *recv_buf;
+
+    struct sg_tag tag_new;
+    struct sg_tag tag_close;
+    struct sg_tag tag_recv;
+    struct sg_tag tag_send;
+    struct sg_tag tag_status;
+
+    void *data;
+    char *peer;
+    gpr_timespec start;
+    bool default_deadline; /* deadline was set by the server, not the client */
+
+    /* Live-call list of the server, guarded by the server's list lock. */
+    struct sg_call *prev;
+    struct sg_call *next;
+
+    pthread_mutex_t mu; /* guards everything below */
+    grpc_auth_context *auth;
+    const grpc_metadata *initial_md;
+    size_t n_initial_md;
+    struct sg_pending_send *q_head;
+    struct sg_pending_send *q_tail;
+    grpc_byte_buffer *send_bb; /* in flight */
+    bool send_busy;
+    bool initial_md_sent;
+    bool finish_requested; /* the status is queued or sent */
+    bool status_started;
+    bool cancelled;
+    bool cancel_notified;
+    bool in_start;       /* on_start is running */
+    bool cancel_pending; /* on_cancel deferred until on_start returns */
+    grpc_status_code status_code;
+    grpc_slice status_slice;
+    grpc_metadata trailing[1];
+    size_t n_trailing;
+};
+
+/*
+ * Allocate a context to pre-post on cq for rm (NULL: generic). The context
+ * starts with one reference, owned by its tag_new until it fires.
+ */
+struct sg_call *sg_call_new(struct sg_server *srv, grpc_completion_queue *cq,
+                            const struct sg_registered_method *rm);
+
+/* Release a context whose tag_new fired with ok == false (never started). */
+void sg_call_discard(struct sg_call *call);
+
+/*
+ * Server-initiated end of a stream (shutdown): notify the handler as if
+ * cancelled, then finish with UNAVAILABLE after the queued messages.
+ */
+void sg_call_end_for_shutdown(struct sg_call *call);
+
+/* Cancel a call whose server default deadline passed. */
+void sg_call_expire(struct sg_call *call);
+
+/* server.c hooks for call.c. */
+void sg_server_rearm(struct sg_server *srv, grpc_completion_queue *cq,
+                     const struct sg_registered_method *rm);
+void sg_server_call_started(struct sg_server *srv, struct sg_call *call);
+void sg_server_call_freed(struct sg_server *srv, struct sg_call *call);
+unsigned sg_server_default_deadline_ms(const struct sg_server *srv);
+
+#endif /* SG_SERVER_TRANSPORT_H */
