@@ -97,7 +97,7 @@ static void write_access_log(struct sg_call *call)
 
     struct sg_log_kv kv[] = {
         SG_KV_STR("method", method),
-        SG_KV_STR("peer", call->peer ? call->peer : ""),
+        SG_KV_STR("peer", sg_call_peer(call)),
         SG_KV_STR("status", sg_status_name(code)),
         SG_KV_DBL("duration_ms", ms),
     };
@@ -390,7 +390,16 @@ const struct sg_method *sg_call_method(const struct sg_call *call)
 
 const char *sg_call_peer(const struct sg_call *call)
 {
-    return call->peer ? call->peer : "";
+    struct sg_call *c = (struct sg_call *)call;
+    const char *peer;
+
+    /* Allocated on first use: most calls never need it. */
+    pthread_mutex_lock(&c->mu);
+    if (!c->peer)
+        c->peer = grpc_call_get_peer(c->call);
+    peer = c->peer ? c->peer : "";
+    pthread_mutex_unlock(&c->mu);
+    return peer;
 }
 
 const char *sg_call_metadata(const struct sg_call *call, const char *key,
@@ -580,7 +589,6 @@ static void on_new(struct sg_tag *tag, bool ok)
     sg_server_rearm(call->server, call->cq, call->rm);
 
     call->start = gpr_now(GPR_CLOCK_MONOTONIC);
-    call->peer = grpc_call_get_peer(call->call);
     if (call->rm && call->rm->method->kind == SG_METHOD_UNARY &&
         gpr_time_cmp(call->deadline, gpr_inf_future(call->deadline.clock_type))
             == 0) {

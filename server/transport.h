@@ -52,7 +52,6 @@ struct sg_call {
     struct sg_tag tag_status;
 
     void *data;
-    char *peer;
     gpr_timespec start;
     bool default_deadline; /* deadline was set by the server, not the client */
 
@@ -61,6 +60,7 @@ struct sg_call {
     struct sg_call *next;
 
     pthread_mutex_t mu; /* guards everything below */
+    char *peer;         /* allocated on first use */
     grpc_auth_context *auth;
     const grpc_metadata *initial_md;
     size_t n_initial_md;
