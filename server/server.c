@@ -421,6 +421,15 @@ load_cert_config(const struct sg_tls_listener *t, struct sg_error *err)
         goto cleanup;
     if (t->client_ca_file && !(ca = read_file(t->client_ca_file, err)))
         goto cleanup;
+    /*
+     * With a config fetcher the core insists on root certificates even when
+     * it never asks clients for one. Without mTLS they are never used to
+     * verify anything, so the server's own chain stands in.
+     */
+    if (!ca && !(ca = strdup(cert))) {
+        sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
+        goto cleanup;
+    }
     pair.private_key = key;
     pair.cert_chain = cert;
     /* Copies the PEM strings. */
