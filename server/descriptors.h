@@ -22,6 +22,7 @@
 #include "error.h"
 
 #include <protobuf-c/protobuf-c.h>
+#include <sys/types.h>
 
 /* Parse the embedded set. Returns 0, or -1 with err set. Idempotent. */
 int sg_descriptors_init(struct sg_error *err);
@@ -47,14 +48,39 @@ ssize_t sg_descriptors_file_with_deps(const char *filename,
 ssize_t sg_descriptors_symbol_with_deps(const char *symbol,
                                         ProtobufCBinaryData **files);
 
+/*
+ * The same for the file that defines extension field `number` of message
+ * `containing_type` ("pkg.Msg", e.g. "google.protobuf.FieldOptions").
+ */
+ssize_t sg_descriptors_extension_with_deps(const char *containing_type,
+                                           int32_t number,
+                                           ProtobufCBinaryData **files);
+
+/* True if `name` ("pkg.Msg", also nested) is a message type in the set. */
+bool sg_descriptors_is_message(const char *name);
+
+/*
+ * The extension field numbers of message `containing_type` defined in the
+ * set, ascending. Fills *numbers with a malloc'd array (caller frees with
+ * free(); NULL when the count is 0). Returns the count (0 also for unknown
+ * types; see sg_descriptors_is_message), or -1 on no memory.
+ */
+ssize_t sg_descriptors_extension_numbers(const char *containing_type,
+                                         int32_t **numbers);
+
 /* True if message `message_name` ("pkg.Msg") field `field` is secret. */
 bool sg_descriptors_field_is_secret(const char *message_name,
                                     const char *field);
 
 /*
  * Append msg to out as compact JSON-like text for debug logs, replacing the
- * value of every secret field (at any depth) by "[REDACTED]" and truncating
- * bytes fields. Never fails (out records allocation failure).
+ * value of every secret field (at any depth) by "[REDACTED]". Fields at
+ * their proto3 default are left out; long strings, bytes (shown as base64)
+ * and repeated fields are shortened, with their full size noted; maps,
+ * Struct/Value, Timestamp and Duration print in their JSON form. Before
+ * sg_descriptors_init() (or after cleanup) every string and bytes value is
+ * redacted. msg may be NULL ("null"). Never fails (out records allocation
+ * failure). Any thread.
  */
 void sg_descriptors_format_redacted(struct sg_buf *out,
                                     const ProtobufCMessage *msg);
