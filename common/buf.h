@@ -36,9 +36,14 @@ void sg_buf_add_json_escaped(struct sg_buf *b, const char *s, size_t len);
 int sg_buf_error(const struct sg_buf *b);
 /* Content (never NULL: "" when empty). Borrowed; valid until next change. */
 const char *sg_buf_str(const struct sg_buf *b);
-/* Take ownership of the content (caller frees with free()); b is reset. */
+/*
+ * Take ownership of the content (caller frees with free()); b is reset.
+ * Returns a newly allocated "" for an empty buffer, and NULL if an
+ * allocation had failed (the partial content is freed).
+ */
 char *sg_buf_steal(struct sg_buf *b);
-void sg_buf_reset(struct sg_buf *b); /* keep capacity, drop content */
+/* Drop the content, keep the capacity, and clear the failure flag. */
+void sg_buf_reset(struct sg_buf *b);
 void sg_buf_free(struct sg_buf *b);  /* NULL-safe */
 
 #endif /* SG_BUF_H */

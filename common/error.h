@@ -88,6 +88,12 @@ void sg_error_reset(struct sg_error *err);
 /* Move src into dst (dst is reset first); src is left empty. */
 void sg_error_move(struct sg_error *dst, struct sg_error *src);
 
+/*
+ * Thread-safe text for an errno value, written into buf (len bytes) or a
+ * static string; returns the text. Use instead of strerror().
+ */
+const char *sg_strerror(int errnum, char *buf, size_t len);
+
 /* Stable lower-case name of a code, e.g. "invalid_argument". */
 const char *sg_err_code_name(enum sg_err_code code);
 

@@ -85,6 +85,21 @@ int sg_log_configure(const char *level, const char *filters,
 int sg_log_level_parse(const char *name, enum sg_log_level *out);
 int sg_log_format_parse(const char *name, enum sg_log_format *out);
 
+/*
+ * Names for a level ("info") and a format ("auto"), as the parsers accept
+ * them; "unknown" for a value out of range. Static strings.
+ */
+const char *sg_log_level_name(enum sg_log_level lvl);
+const char *sg_log_format_name(enum sg_log_format format);
+
+/*
+ * Check a filter string as sg_log_configure() would, without applying it
+ * (configuration loading reports bad filters with their file and line).
+ * NULL and "" are valid (no filters). Returns 0, or -1 with err set
+ * (SG_ERR_CONFIG).
+ */
+int sg_log_filters_check(const char *filters, struct sg_error *err);
+
 /* True if a record at lvl in cat would be written. Cheap (an atomic load). */
 bool sg_log_enabled(struct sg_log_category *cat, enum sg_log_level lvl);
 
