@@ -108,7 +108,8 @@ static void call_free(struct sg_call *call)
 {
     if (call->call) {
         sg_server_call_freed(call->server, call);
-        if (sg_log_enabled(&access_log_cat, SG_LOG_INFO))
+        if (sg_server_access_log(call->server) &&
+            sg_log_enabled(&access_log_cat, SG_LOG_INFO))
             write_access_log(call);
         grpc_call_unref(call->call);
     }
@@ -539,6 +540,12 @@ static void dispatch(struct sg_call *call)
     const struct sg_method *m;
     ProtobufCMessage *req;
 
+    if (sg_server_draining(call->server)) {
+        /* Retryable elsewhere, unlike the core's CANCELLED after GOAWAY. */
+        sg_call_finish(call, GRPC_STATUS_UNAVAILABLE,
+                       "server is shutting down");
+        return;
+    }
     if (!call->rm) {
         sg_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;

@@ -116,15 +116,9 @@ static struct sg_config *build_config(const struct options *o,
 
 static int apply_logging(const struct sg_config *cfg, struct sg_error *err)
 {
-    static const char *const names[] = {"trace", "debug", "info",
-                                        "warn",  "error", "off"};
-
-    if (sg_log_configure(names[cfg->log_level],
+    if (sg_log_configure(sg_log_level_name(cfg->log_level),
                          cfg->log_filters ? cfg->log_filters : "",
                          cfg->log_format, err) < 0)
-        return -1;
-    if (!cfg->access_log &&
-        sg_log_configure(NULL, "server.access:off", cfg->log_format, err) < 0)
         return -1;
     /* The core formats its own debug lines only when we would print them. */
     gpr_set_log_verbosity(sg_log_enabled(&grpc_log_cat, SG_LOG_DEBUG)
@@ -163,10 +157,12 @@ static int ensure_data_dir(const char *dir, struct sg_error *err)
         return 0;
     if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
         return 0;
+    char buf[128];
+
     sg_error_report(err, SG_ERR_IO, "cannot create data directory '%s': %s",
                     dir, errno == EEXIST ? "not a directory"
-                                         : strerror_r(errno, (char[128]){0},
-                                                      128));
+                                         : sg_strerror(errno, buf,
+                                                       sizeof(buf)));
     return -1;
 }
 
@@ -212,6 +208,7 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         sg_config_free(cfg);
         goto cleanup;
     }
+    sg_server_set_access_log(d->server, cfg->access_log);
     if (cfg->n_listeners != d->cfg->n_listeners ||
         cfg->workers != d->cfg->workers)
         SG_WARN("listener and worker changes take effect at restart");
@@ -328,6 +325,7 @@ static int run(struct daemon *d)
          * safely after a failed start; exit without tearing down. */
         exit(1);
     }
+    sg_server_set_access_log(d->server, d->cfg->access_log);
     uv_signal_init(&d->loop, &d->sig_term);
     uv_signal_init(&d->loop, &d->sig_int);
     uv_signal_init(&d->loop, &d->sig_hup);

@@ -8,10 +8,14 @@
  * through uv_async_send with a set of pending event bits.
  *
  * Shutdown order (each step on the loop unless noted):
- *   1. grpc_server_shutdown_and_notify: stop accepting; pre-posted requests
- *      complete with ok == false and are discarded on the CQ threads.
- *   2. Every open stream ends with UNAVAILABLE; unary calls go on.
- *   3. After drain_timeout_ms, grpc_server_cancel_all_calls.
+ *   1. Drain: every open stream ends with UNAVAILABLE; calls already
+ *      accepted go on; new calls are answered UNAVAILABLE by dispatch.
+ *   2. Once no call is alive and none has arrived for DRAIN_QUIET_MS (or
+ *      at drain_timeout_ms), grpc_server_shutdown_and_notify: the core
+ *      sends GOAWAY and pre-posted requests complete with ok == false.
+ *      The core cancels (CANCELLED, not retryable) any call that races its
+ *      GOAWAY; draining first keeps clients from meeting that.
+ *   3. At drain_timeout_ms, grpc_server_cancel_all_calls.
  *   4. Once the shutdown tag arrived and no call context is alive:
  *      grpc_server_destroy, then shut every CQ down.
  *   5. Each CQ thread returns at GRPC_QUEUE_SHUTDOWN and says so; when all
@@ -40,6 +44,9 @@ SG_LOG_INIT("server");
 #define POSTED_GENERIC 4
 /* How often server default deadlines are checked. */
 #define SWEEP_INTERVAL_MS 100
+/* While draining: how often, and how long no new call must arrive. */
+#define DRAIN_CHECK_MS 20
+#define DRAIN_QUIET_MS 100
 /* After the drain deadline and cancel-all, how long calls may linger. */
 #define FORCED_EXIT_MS 5000
 
@@ -75,7 +82,10 @@ struct sg_server {
     struct sg_call *live;
     size_t n_live;
 
-    atomic_bool shutting_down;
+    atomic_bool draining;      /* step 1: new calls get UNAVAILABLE */
+    atomic_bool shutting_down; /* step 2: the core is shutting down */
+    atomic_llong last_call_ms; /* monotonic ms of the newest call */
+    atomic_bool access_log;
     atomic_uint events;
     atomic_size_t cqs_drained;
     struct sg_tag shutdown_tag;
@@ -155,8 +165,16 @@ void sg_server_rearm(struct sg_server *srv, grpc_completion_queue *cq,
     }
 }
 
+static long long now_ms(void)
+{
+    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 void sg_server_call_started(struct sg_server *srv, struct sg_call *call)
 {
+    if (atomic_load(&srv->draining))
+        atomic_store(&srv->last_call_ms, now_ms());
     pthread_mutex_lock(&srv->list_mu);
     call->prev = NULL;
     call->next = srv->live;
@@ -187,6 +205,11 @@ void sg_server_call_freed(struct sg_server *srv, struct sg_call *call)
 unsigned sg_server_default_deadline_ms(const struct sg_server *srv)
 {
     return srv->default_deadline_ms;
+}
+
+bool sg_server_draining(const struct sg_server *srv)
+{
+    return atomic_load(&((struct sg_server *)srv)->draining);
 }
 
 /* ---- construction ------------------------------------------------------- */
@@ -561,10 +584,12 @@ int sg_server_bound_port(const struct sg_server *srv, size_t i)
 
 void sg_server_set_access_log(struct sg_server *srv, bool on)
 {
-    char filter[64];
-    (void)srv;
-    snprintf(filter, sizeof(filter), "server.access:%s", on ? "info" : "off");
-    sg_log_configure(NULL, filter, SG_LOG_FORMAT_AUTO, NULL);
+    atomic_store(&srv->access_log, on);
+}
+
+bool sg_server_access_log(const struct sg_server *srv)
+{
+    return atomic_load(&((struct sg_server *)srv)->access_log);
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -593,18 +618,6 @@ static void forced_exit_cb(uv_timer_t *handle)
     _exit(1);
 }
 
-static void drain_cb(uv_timer_t *handle)
-{
-    struct sg_server *srv = handle->data;
-
-    SG_WARN("drain deadline of %u ms passed; cancelling remaining calls",
-            srv->drain_timeout_ms);
-    grpc_server_cancel_all_calls(srv->server);
-    uv_timer_start(&srv->drain_timer, forced_exit_cb, FORCED_EXIT_MS, 0);
-}
-
-/* ---- shutdown ----------------------------------------------------------- */
-
 static void on_shutdown_tag(struct sg_tag *tag, bool ok)
 {
     struct sg_server *srv = SG_CONTAINER_OF(tag, struct sg_server,
@@ -612,6 +625,45 @@ static void on_shutdown_tag(struct sg_tag *tag, bool ok)
     (void)ok;
     post_event(srv, EV_SHUTDOWN_TAG);
 }
+
+/* Step 2: hand over to the core. */
+static void begin_core_shutdown(struct sg_server *srv)
+{
+    if (atomic_exchange(&srv->shutting_down, true))
+        return;
+    uv_timer_stop(&srv->sweep_timer);
+    srv->shutdown_tag.fn = on_shutdown_tag;
+    grpc_server_shutdown_and_notify(srv->server, srv->cqs[0],
+                                    &srv->shutdown_tag);
+    /* A call may have ended before shutting_down was visible to it. */
+    post_event(srv, EV_CALL_FREED);
+}
+
+static void drain_check_cb(uv_timer_t *handle)
+{
+    struct sg_server *srv = handle->data;
+    size_t live;
+
+    pthread_mutex_lock(&srv->list_mu);
+    live = srv->n_live;
+    pthread_mutex_unlock(&srv->list_mu);
+    if (live == 0 &&
+        now_ms() - atomic_load(&srv->last_call_ms) >= DRAIN_QUIET_MS)
+        begin_core_shutdown(srv);
+}
+
+static void drain_cb(uv_timer_t *handle)
+{
+    struct sg_server *srv = handle->data;
+
+    SG_WARN("drain deadline of %u ms passed; cancelling remaining calls",
+            srv->drain_timeout_ms);
+    begin_core_shutdown(srv);
+    grpc_server_cancel_all_calls(srv->server);
+    uv_timer_start(&srv->drain_timer, forced_exit_cb, FORCED_EXIT_MS, 0);
+}
+
+/* ---- shutdown ----------------------------------------------------------- */
 
 /* End every open stream; unary calls are left to finish. */
 static void end_streams(struct sg_server *srv)
@@ -642,17 +694,17 @@ static void end_streams(struct sg_server *srv)
 void sg_server_shutdown(struct sg_server *srv, void (*done_cb)(void *opaque),
                         void *opaque)
 {
-    if (atomic_exchange(&srv->shutting_down, true))
+    if (atomic_exchange(&srv->draining, true))
         return;
     srv->done_cb = done_cb;
     srv->done_opaque = opaque;
     SG_INFO("shutting down: draining calls for up to %u ms",
             srv->drain_timeout_ms);
-    srv->shutdown_tag.fn = on_shutdown_tag;
-    grpc_server_shutdown_and_notify(srv->server, srv->cqs[0],
-                                    &srv->shutdown_tag);
+    atomic_store(&srv->last_call_ms, now_ms());
     end_streams(srv);
-    uv_timer_stop(&srv->sweep_timer);
+    /* The sweep timer now also watches for the end of the drain. */
+    uv_timer_start(&srv->sweep_timer, drain_check_cb, DRAIN_CHECK_MS,
+                   DRAIN_CHECK_MS);
     uv_timer_start(&srv->drain_timer, drain_cb, srv->drain_timeout_ms, 0);
 }
 

@@ -106,5 +106,9 @@ void sg_server_rearm(struct sg_server *srv, grpc_completion_queue *cq,
 void sg_server_call_started(struct sg_server *srv, struct sg_call *call);
 void sg_server_call_freed(struct sg_server *srv, struct sg_call *call);
 unsigned sg_server_default_deadline_ms(const struct sg_server *srv);
+/* The access log is on (log.access_log; a filter can still silence it). */
+bool sg_server_access_log(const struct sg_server *srv);
+/* True once shutdown began: new calls are answered UNAVAILABLE. */
+bool sg_server_draining(const struct sg_server *srv);
 
 #endif /* SG_SERVER_TRANSPORT_H */
