@@ -63,6 +63,27 @@ static void assert_defaults(const struct sg_config *cfg, bool listeners)
 
 /* ---- defaults ------------------------------------------------------ */
 
+/* Every non-listener value that tests/data/config/full.yaml sets. */
+static void assert_full_values(const struct sg_config *cfg)
+{
+    ck_assert_str_eq(cfg->data_dir, "state");
+    ck_assert_uint_eq(cfg->workers, 8);
+    ck_assert_uint_eq(cfg->max_receive_message_bytes, 8388608);
+    ck_assert_uint_eq(cfg->max_concurrent_streams, 200);
+    ck_assert_uint_eq(cfg->max_metadata_bytes, 32768);
+    ck_assert_uint_eq(cfg->default_deadline_ms, 60000);
+    ck_assert_uint_eq(cfg->drain_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg->keepalive_time_ms, 60000);
+    ck_assert_uint_eq(cfg->keepalive_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg->keepalive_min_ping_interval_ms, 2000);
+    ck_assert_uint_eq(cfg->keepalive_max_ping_strikes, 5);
+    ck_assert(cfg->keepalive_permit_without_calls);
+    ck_assert_int_eq(cfg->log_level, SG_LOG_DEBUG);
+    ck_assert_str_eq(cfg->log_filters, "server:trace,server.access:off");
+    ck_assert_int_eq(cfg->log_format, SG_LOG_FORMAT_JSON);
+    ck_assert(!cfg->access_log);
+}
+
 START_TEST(test_defaults)
 {
     struct sg_config *cfg = sg_config_new();
@@ -113,22 +134,7 @@ static void assert_full(const struct sg_config *cfg)
     ck_assert_str_eq(cfg->listeners[2].address, "unix:sandgate.sock");
     ck_assert_str_eq(cfg->listeners[3].address, "10.1.2.3:50053");
     ck_assert(cfg->listeners[3].allow_insecure);
-    ck_assert_str_eq(cfg->data_dir, "state");
-    ck_assert_uint_eq(cfg->workers, 8);
-    ck_assert_uint_eq(cfg->max_receive_message_bytes, 8388608);
-    ck_assert_uint_eq(cfg->max_concurrent_streams, 200);
-    ck_assert_uint_eq(cfg->max_metadata_bytes, 32768);
-    ck_assert_uint_eq(cfg->default_deadline_ms, 60000);
-    ck_assert_uint_eq(cfg->drain_timeout_ms, 5000);
-    ck_assert_uint_eq(cfg->keepalive_time_ms, 60000);
-    ck_assert_uint_eq(cfg->keepalive_timeout_ms, 5000);
-    ck_assert_uint_eq(cfg->keepalive_min_ping_interval_ms, 2000);
-    ck_assert_uint_eq(cfg->keepalive_max_ping_strikes, 5);
-    ck_assert(cfg->keepalive_permit_without_calls);
-    ck_assert_int_eq(cfg->log_level, SG_LOG_DEBUG);
-    ck_assert_str_eq(cfg->log_filters, "server:trace,server.access:off");
-    ck_assert_int_eq(cfg->log_format, SG_LOG_FORMAT_JSON);
-    ck_assert(!cfg->access_log);
+    assert_full_values(cfg);
 }
 
 START_TEST(test_every_key_from_file)
@@ -560,22 +566,7 @@ START_TEST(test_env_every_variable)
     ck_assert_str_eq(cfg->listeners[0].address, "0.0.0.0:8443");
     ck_assert_ptr_null(cfg->listeners[0].cert_file);
     ck_assert(!cfg->listeners[0].allow_insecure);
-    ck_assert_str_eq(cfg->data_dir, "state");
-    ck_assert_uint_eq(cfg->workers, 8);
-    ck_assert_uint_eq(cfg->max_receive_message_bytes, 8388608);
-    ck_assert_uint_eq(cfg->max_concurrent_streams, 200);
-    ck_assert_uint_eq(cfg->max_metadata_bytes, 32768);
-    ck_assert_uint_eq(cfg->default_deadline_ms, 60000);
-    ck_assert_uint_eq(cfg->drain_timeout_ms, 5000);
-    ck_assert_uint_eq(cfg->keepalive_time_ms, 60000);
-    ck_assert_uint_eq(cfg->keepalive_timeout_ms, 5000);
-    ck_assert_uint_eq(cfg->keepalive_min_ping_interval_ms, 2000);
-    ck_assert_uint_eq(cfg->keepalive_max_ping_strikes, 5);
-    ck_assert(cfg->keepalive_permit_without_calls);
-    ck_assert_int_eq(cfg->log_level, SG_LOG_DEBUG);
-    ck_assert_str_eq(cfg->log_filters, "server:trace,server.access:off");
-    ck_assert_int_eq(cfg->log_format, SG_LOG_FORMAT_JSON);
-    ck_assert(!cfg->access_log);
+    assert_full_values(cfg);
 
     /* Plaintext on 0.0.0.0 from the environment still needs TLS or
      * allow_insecure, which only the file can give. */
