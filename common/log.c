@@ -7,8 +7,14 @@
  * sg_log_enabled() is two atomic loads; only the first record after a
  * reconfiguration takes the mutex.
  *
- * Each record is formatted into one buffer and written with one write(2)
- * (looping only on a short write), so concurrent records never interleave.
+ * Each record is formatted into one buffer and written whole, so concurrent
+ * records never interleave. By default every record is one write(2). The
+ * daemon turns on the asynchronous writer (sg_log_async_start): records are
+ * appended to a shared buffer that a flusher thread writes every
+ * LOG_FLUSH_MS or once LOG_FLUSH_BYTES are waiting, so a busy access log
+ * costs a memcpy per call rather than a system call. WARN and ERROR records
+ * flush at once, order is kept, and a full buffer is written by the logging
+ * thread itself (backpressure, never loss).
  */
 #include "internal.h"
 
@@ -67,6 +73,20 @@ static atomic_uint log_generation = 1;
 static atomic_int log_fd = -1;
 /* JSON or TEXT once resolved; -1 until AUTO has been resolved for log_fd. */
 static atomic_int log_resolved_format = -1;
+
+/* The asynchronous writer. out_mu guards the pending buffer; write_mu
+ * serializes writers so that buffers reach the fd in the order they
+ * were filled. Lock order: write_mu, then out_mu. */
+#define LOG_FLUSH_MS 100
+#define LOG_FLUSH_BYTES (32 * 1024)
+#define LOG_MAX_PENDING (1024 * 1024)
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t out_cond = PTHREAD_COND_INITIALIZER;
+static struct sg_buf out_pending = SG_BUF_INIT;
+static bool out_async;
+static bool out_stop;
+static pthread_t out_thread;
 
 int sg_log_level_parse(const char *name, enum sg_log_level *out)
 {
@@ -535,6 +555,106 @@ static void write_all(const char *data, size_t len)
     }
 }
 
+/* Write out whatever is pending. Never called with out_mu held. */
+static void flush_pending(void)
+{
+    struct sg_buf mine = SG_BUF_INIT;
+
+    pthread_mutex_lock(&write_mu);
+    pthread_mutex_lock(&out_mu);
+    mine = out_pending;
+    out_pending = (struct sg_buf)SG_BUF_INIT;
+    pthread_mutex_unlock(&out_mu);
+    if (mine.len > 0)
+        write_all(mine.data, mine.len);
+    pthread_mutex_unlock(&write_mu);
+    sg_buf_free(&mine);
+}
+
+static void *flusher(void *arg)
+{
+    bool stop;
+
+    (void)arg;
+    do {
+        struct timespec until;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += LOG_FLUSH_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&out_mu);
+        if (!out_stop && out_pending.len < LOG_FLUSH_BYTES)
+            pthread_cond_timedwait(&out_cond, &out_mu, &until);
+        stop = out_stop;
+        pthread_mutex_unlock(&out_mu);
+        flush_pending();
+    } while (!stop);
+    return NULL;
+}
+
+int sg_log_async_start(void)
+{
+    int rc;
+
+    pthread_mutex_lock(&out_mu);
+    if (out_async) {
+        pthread_mutex_unlock(&out_mu);
+        return 0;
+    }
+    out_stop = false;
+    rc = pthread_create(&out_thread, NULL, flusher, NULL);
+    out_async = rc == 0;
+    pthread_mutex_unlock(&out_mu);
+    return rc == 0 ? 0 : -1;
+}
+
+void sg_log_async_stop(void)
+{
+    bool running;
+
+    pthread_mutex_lock(&out_mu);
+    running = out_async;
+    out_stop = true;
+    pthread_cond_signal(&out_cond);
+    pthread_mutex_unlock(&out_mu);
+    if (running)
+        pthread_join(out_thread, NULL);
+    pthread_mutex_lock(&out_mu);
+    out_async = false;
+    pthread_mutex_unlock(&out_mu);
+    flush_pending();
+}
+
+/* Hand a formatted record to the writer, or write it now. */
+static void output(const struct sg_buf *rec, enum sg_log_level lvl)
+{
+    bool now;
+
+    pthread_mutex_lock(&out_mu);
+    if (!out_async) {
+        pthread_mutex_unlock(&out_mu);
+        pthread_mutex_lock(&write_mu);
+        write_all(rec->data, rec->len);
+        pthread_mutex_unlock(&write_mu);
+        return;
+    }
+    sg_buf_add(&out_pending, rec->data, rec->len);
+    if (sg_buf_error(&out_pending) < 0) {
+        /* Out of memory: drop what is pending rather than tear a line. */
+        sg_buf_free(&out_pending);
+        out_pending = (struct sg_buf)SG_BUF_INIT;
+    }
+    now = lvl >= SG_LOG_WARN || out_pending.len >= LOG_MAX_PENDING;
+    if (!now && out_pending.len >= LOG_FLUSH_BYTES)
+        pthread_cond_signal(&out_cond);
+    pthread_mutex_unlock(&out_mu);
+    if (now)
+        flush_pending();
+}
+
 /*
  * Format one record and write it. The source location is added at debug
  * and trace only: it helps developers and is noise in operators' logs.
@@ -584,7 +704,7 @@ static void log_emit(const struct sg_log_category *cat,
     sg_buf_addc(&b, '\n');
 
     if (sg_buf_error(&b) == 0)
-        write_all(b.data, b.len);
+        output(&b, lvl);
     sg_buf_free(&b);
     /* Logging must not disturb the caller's errno. */
     errno = saved_errno;

@@ -112,6 +112,16 @@ void sg_log_kv(struct sg_log_category *cat, enum sg_log_level lvl,
                const char *msg, const struct sg_log_kv *kv, size_t n_kv);
 
 /*
+ * Start the asynchronous writer: records are buffered and written by a
+ * flusher thread every 100 ms or every 32 KiB; WARN and ERROR records are
+ * written at once, and order is always kept. Returns 0 or -1 (no thread).
+ * sg_log_async_stop() writes what is pending and joins the thread; call it
+ * before exit. Without sg_log_async_start every record is written at once.
+ */
+int sg_log_async_start(void);
+void sg_log_async_stop(void);
+
+/*
  * Send output to fd instead of stderr (tests). The fd is borrowed. Pass -1
  * to go back to stderr.
  */

@@ -368,9 +368,13 @@ int main(int argc, char **argv)
         return exit_now;
     }
     gpr_set_log_function(grpc_log);
+    /* Access-log lines at full load: batched writes, not one per call. */
+    if (sg_log_async_start() < 0)
+        fprintf(stderr, "sandgate: logging synchronously (no thread)\n");
     grpc_init();
     ret = run(&d);
     grpc_shutdown();
+    sg_log_async_stop();
     free(d.opts.listen);
     return ret;
 }

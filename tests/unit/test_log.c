@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include "log.h"
+#include "buf.h"
 
 #include <check.h>
 #include <errno.h>
@@ -849,6 +850,101 @@ START_TEST(test_concurrent_records_and_reconfigure)
 }
 END_TEST
 
+/* ---- the asynchronous writer --------------------------------------- */
+
+/* The msg values of every JSON record written so far, joined by ','. */
+static char *capture_msgs(void)
+{
+    char *text = capture_read();
+    struct sg_buf out = SG_BUF_INIT;
+    char *save = NULL;
+    struct json_object obj;
+
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char with_nl[JSON_MAX_TEXT];
+
+        snprintf(with_nl, sizeof(with_nl), "%s\n", line);
+        ck_assert_msg(json_parse_line(with_nl, &obj) == 0, "torn: %s", line);
+        if (out.len)
+            sg_buf_addc(&out, ',');
+        sg_buf_adds(&out, json_get(&obj, "msg")->value);
+    }
+    free(text);
+    return sg_buf_steal(&out);
+}
+
+START_TEST(test_async_warn_flushes_everything_in_order)
+{
+    struct sg_log_category cat = {.name = "test.async"};
+    struct sg_error err = SG_ERROR_INIT;
+    char *msgs;
+
+    capture_start(SG_LOG_FORMAT_JSON);
+    ck_assert_int_eq(sg_log_configure("info", "", SG_LOG_FORMAT_JSON, &err),
+                     0);
+    ck_assert_int_eq(sg_log_async_start(), 0);
+    sg_log_kv(&cat, SG_LOG_INFO, "a1", NULL, 0);
+    sg_log_kv(&cat, SG_LOG_INFO, "a2", NULL, 0);
+    /* A warning is written before sg_log_kv returns, after what was
+     * pending: no waiting for the flusher. */
+    sg_log_kv(&cat, SG_LOG_WARN, "w", NULL, 0);
+    msgs = capture_msgs();
+    ck_assert_str_eq(msgs, "a1,a2,w");
+    free(msgs);
+
+    sg_log_kv(&cat, SG_LOG_INFO, "b", NULL, 0);
+    sg_log_async_stop(); /* writes what is pending */
+    msgs = capture_msgs();
+    ck_assert_str_eq(msgs, "a1,a2,w,b");
+    free(msgs);
+    capture_teardown();
+}
+END_TEST
+
+static void *info_worker(void *arg)
+{
+    struct sg_log_category cat = {.name = "test.thread"};
+    long id = (long)(intptr_t)arg;
+
+    for (int i = 0; i < RECORDS; i++) {
+        struct sg_log_kv kv[] = {
+            SG_KV_INT("thread", id),
+            SG_KV_INT("i", i),
+        };
+
+        sg_log_kv(&cat, SG_LOG_INFO, "buffered", kv, SG_N_ELEMENTS(kv));
+    }
+    return NULL;
+}
+
+START_TEST(test_async_concurrent_records_whole_and_complete)
+{
+    pthread_t threads[THREADS];
+    struct sg_error err = SG_ERROR_INIT;
+    char *msgs;
+    size_t n = 0;
+
+    capture_start(SG_LOG_FORMAT_JSON);
+    ck_assert_int_eq(sg_log_configure("info", "", SG_LOG_FORMAT_JSON, &err),
+                     0);
+    ck_assert_int_eq(sg_log_async_start(), 0);
+    for (long t = 0; t < THREADS; t++)
+        ck_assert_int_eq(pthread_create(&threads[t], NULL, info_worker,
+                                        (void *)(intptr_t)t), 0);
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(threads[t], NULL);
+    sg_log_async_stop();
+
+    msgs = capture_msgs(); /* fails on a torn line */
+    for (const char *p = msgs; (p = strstr(p, "buffered")) != NULL; p++)
+        n++;
+    ck_assert_uint_eq(n, THREADS * RECORDS);
+    free(msgs);
+    capture_teardown();
+}
+END_TEST
+
 static Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -882,6 +978,8 @@ static Suite *log_suite(void)
                         (int)SG_N_ELEMENTS(text_level_cases));
     tcase_add_test(output, test_auto_format_on_file);
     tcase_add_test(output, test_concurrent_records_and_reconfigure);
+    tcase_add_test(output, test_async_warn_flushes_everything_in_order);
+    tcase_add_test(output, test_async_concurrent_records_whole_and_complete);
     tcase_set_timeout(output, 60);
     suite_add_tcase(s, output);
     return s;
