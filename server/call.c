@@ -94,6 +94,10 @@ static void write_access_log(struct sg_call *call)
     }
     if (call->cancelled && code == GRPC_STATUS_OK)
         code = GRPC_STATUS_CANCELLED;
+    /* The core reports a passed deadline as a cancellation; say which. */
+    if (code == GRPC_STATUS_CANCELLED &&
+        gpr_time_cmp(gpr_now(call->deadline.clock_type), call->deadline) >= 0)
+        code = GRPC_STATUS_DEADLINE_EXCEEDED;
 
     struct sg_log_kv kv[] = {
         SG_KV_STR("method", method),

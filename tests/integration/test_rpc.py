@@ -187,6 +187,19 @@ class AccessLogTest(DaemonTestCase):
         self.assert_common(recs[0])
         self.assertEqual(status_code(recs[0].get('status')), 1, recs[0])  # CANCELLED
 
+    def test_stream_past_deadline_logged_as_deadline_exceeded(self):
+        ch = self.channel(self.daemon.address)
+        method = '/grpc.health.v1.Health/Watch'
+        before = len(self.access_records(method))
+        stream = self.protos.health_watch(ch, 'sandgate.v1.SandboxService', timeout=0.5)
+        with self.assertRaises(grpc.RpcError) as cm:
+            for _ in stream:
+                pass
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        recs = self.wait_records(method, before + 1)
+        self.assertEqual(len(recs), before + 1, self.daemon.tail())
+        self.assertEqual(status_code(recs[-1].get('status')), 4, recs[-1])
+
     def test_unknown_method_logged(self):
         ch = self.channel(self.daemon.address)
         method = '/no.such.Service/LoggedMethod'
