@@ -13,6 +13,7 @@
 #include "health.h"
 #include "log.h"
 #include "server.h"
+#include "services.h"
 #include "server_config.h"
 
 #include <errno.h>
@@ -318,7 +319,7 @@ static int run(struct daemon *d)
     sg_health_set_all(false);
 
     uv_loop_init(&d->loop);
-    d->server = sg_server_new(d->cfg, &d->loop, &err);
+    d->server = sg_server_new(d->cfg, sg_services, &d->loop, &err);
     if (!d->server || sg_server_start(d->server, &err) < 0) {
         SG_ERROR("cannot start: %s", err.message);
         /* The loop and server hold gRPC state that cannot be unwound

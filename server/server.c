@@ -25,7 +25,6 @@
 #include "internal.h"
 
 #include "transport.h"
-#include "services.h"
 #include "log.h"
 
 #include <stdlib.h>
@@ -257,19 +256,21 @@ static void free_channel_args(grpc_channel_args *args)
     free(args);
 }
 
-static int register_methods(struct sg_server *srv, struct sg_error *err)
+static int register_methods(struct sg_server *srv,
+                            const struct sg_service *const *services,
+                            struct sg_error *err)
 {
     size_t n = 0;
 
-    for (size_t s = 0; sg_services[s]; s++)
-        n += sg_services[s]->n_methods;
+    for (size_t s = 0; services[s]; s++)
+        n += services[s]->n_methods;
     srv->methods = calloc(n, sizeof(*srv->methods));
     if (!srv->methods) {
         sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
         return -1;
     }
-    for (size_t s = 0; sg_services[s]; s++) {
-        const struct sg_service *svc = sg_services[s];
+    for (size_t s = 0; services[s]; s++) {
+        const struct sg_service *svc = services[s];
         for (size_t i = 0; i < svc->n_methods; i++) {
             const struct sg_method *m = &svc->methods[i];
             struct sg_registered_method *rm = &srv->methods[srv->n_methods];
@@ -294,8 +295,9 @@ static int register_methods(struct sg_server *srv, struct sg_error *err)
 static void async_cb(uv_async_t *handle);
 static void sweep_cb(uv_timer_t *handle);
 
-struct sg_server *sg_server_new(const struct sg_config *cfg, uv_loop_t *loop,
-                                struct sg_error *err)
+struct sg_server *sg_server_new(const struct sg_config *cfg,
+                                const struct sg_service *const *services,
+                                uv_loop_t *loop, struct sg_error *err)
 {
     struct sg_server *srv = calloc(1, sizeof(*srv));
     grpc_channel_args *args = NULL;
@@ -326,7 +328,7 @@ struct sg_server *sg_server_new(const struct sg_config *cfg, uv_loop_t *loop,
         srv->cqs[i] = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(srv->server, srv->cqs[i], NULL);
     }
-    if (register_methods(srv, err) < 0)
+    if (register_methods(srv, services, err) < 0)
         goto error;
 
     srv->n_listeners = cfg->n_listeners;

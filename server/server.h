@@ -25,13 +25,19 @@
 #include "internal.h"
 #include "error.h"
 #include "server_config.h"
+#include "call.h"
 
 #include <uv.h>
 
 struct sg_server;
 
-struct sg_server *sg_server_new(const struct sg_config *cfg, uv_loop_t *loop,
-                                struct sg_error *err);
+/*
+ * services: NULL-terminated table to serve (the daemon passes sg_services
+ * from services.h; tests pass their own). Borrowed; must outlive the server.
+ */
+struct sg_server *sg_server_new(const struct sg_config *cfg,
+                                const struct sg_service *const *services,
+                                uv_loop_t *loop, struct sg_error *err);
 
 /* Bind every listener and start serving. Returns 0 or -1 with err set. */
 int sg_server_start(struct sg_server *srv, struct sg_error *err)
