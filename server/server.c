@@ -383,7 +383,6 @@ struct sg_server *sg_server_new(const struct sg_config *cfg,
             srv->cqs[i] = NULL;
         }
     }
-    srv->destroyed = true;
     sg_server_free(srv);
     return NULL;
 }
