@@ -76,7 +76,7 @@ static void usage(FILE *out)
             "  -h, --help           show this help (or the command's)\n"
             "\n"
             "Environment:\n"
-            "  SANDGATE_TOKEN       bearer token, unless --token is given\n"
+            "  SGCTL_TOKEN          bearer token, unless --token is given\n"
             "\n"
             "Exit codes:\n"
             "  0      success (health: SERVING)\n"

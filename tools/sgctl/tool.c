@@ -161,7 +161,7 @@ int tool_conn_opts_parse(struct tool_conn_opts *o, int argc, char **argv,
 int tool_conn_opts_finish(struct tool_conn_opts *o)
 {
     if (o->token == NULL) {
-        const char *env = getenv("SANDGATE_TOKEN");
+        const char *env = getenv("SGCTL_TOKEN");
 
         if (env != NULL && *env != '\0')
             o->token = env;

@@ -65,7 +65,7 @@ struct tool_conn_opts {
     "  --server-name NAME   name to check the server certificate against\n"    \
     "  --timeout SECONDS    per-call deadline (default 10)\n"                  \
     "  --token TOKEN        bearer token sent as 'authorization: Bearer ...'\n" \
-    "                       (default: $SANDGATE_TOKEN; prefer the variable,\n" \
+    "                       (default: $SGCTL_TOKEN; prefer the variable,\n" \
     "                       command lines are visible to other users)\n"       \
     "  -v, --verbose        show gRPC core log lines\n"
 
@@ -81,7 +81,7 @@ int tool_conn_opts_parse(struct tool_conn_opts *o, int argc, char **argv,
                          int *i);
 
 /*
- * Complete the options after parsing: take the token from SANDGATE_TOKEN if
+ * Complete the options after parsing: take the token from SGCTL_TOKEN if
  * none was given, and check combinations (--cert without --key, ...).
  * Returns 0 or -1 (printed).
  */
