@@ -188,6 +188,38 @@ static int set_details(struct sgctl_result *res, grpc_slice details)
     return 0;
 }
 
+/*
+ * Create a call of method with its request buffer, and fill ops[0..3]
+ * with the opening batch: metadata (the bearer token, if any), the
+ * message, half-close and the server's initial metadata. The caller owns
+ * *call and *send_bb.
+ */
+static void open_call(struct sgctl_ctx *ctx, const char *method,
+                      gpr_timespec deadline, const void *req, size_t req_len,
+                      grpc_metadata *auth, size_t n_md,
+                      struct sgctl_result *res, grpc_call **call,
+                      grpc_byte_buffer **send_bb, grpc_op ops[4])
+{
+    grpc_slice m = grpc_slice_from_static_string(method);
+    grpc_slice s = grpc_slice_from_copied_buffer(req, req_len);
+
+    *call = grpc_channel_create_call(ctx->channel, NULL,
+                                     GRPC_PROPAGATE_DEFAULTS, ctx->cq, m,
+                                     NULL, deadline, NULL);
+    *send_bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = n_md;
+    ops[0].data.send_initial_metadata.metadata = n_md > 0 ? auth : NULL;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = *send_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata =
+        &res->initial_md;
+}
+
 int sgctl_unary(struct sgctl_ctx *ctx, const char *method,
                 const void *req, size_t req_len, struct sgctl_result *res)
 {
@@ -208,30 +240,8 @@ int sgctl_unary(struct sgctl_ctx *ctx, const char *method,
         goto cleanup;
     n_md = (size_t)tool_auth_metadata(&ctx->conn, &auth);
 
-    {
-        grpc_slice m = grpc_slice_from_static_string(method);
-
-        call = grpc_channel_create_call(ctx->channel, NULL,
-                                        GRPC_PROPAGATE_DEFAULTS, ctx->cq, m,
-                                        NULL,
-                                        deadline_after(ctx->conn.timeout_s),
-                                        NULL);
-    }
-    {
-        grpc_slice s = grpc_slice_from_copied_buffer(req, req_len);
-
-        send_bb = grpc_raw_byte_buffer_create(&s, 1);
-        grpc_slice_unref(s);
-    }
-
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = n_md;
-    ops[0].data.send_initial_metadata.metadata = n_md > 0 ? &auth : NULL;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send_bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &res->initial_md;
+    open_call(ctx, method, deadline_after(ctx->conn.timeout_s), req, req_len,
+              &auth, n_md, res, &call, &send_bb, ops);
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &recv_bb;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -303,29 +313,8 @@ int sgctl_server_stream(struct sgctl_ctx *ctx, const char *method,
 
     deadline = ctx->conn.timeout_set ? deadline_after(ctx->conn.timeout_s)
                                      : gpr_inf_future(GPR_CLOCK_MONOTONIC);
-    {
-        grpc_slice m = grpc_slice_from_static_string(method);
-
-        call = grpc_channel_create_call(ctx->channel, NULL,
-                                        GRPC_PROPAGATE_DEFAULTS, ctx->cq, m,
-                                        NULL, deadline, NULL);
-    }
-    {
-        grpc_slice s = grpc_slice_from_copied_buffer(req, req_len);
-
-        send_bb = grpc_raw_byte_buffer_create(&s, 1);
-        grpc_slice_unref(s);
-    }
-
-    start_ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    start_ops[0].data.send_initial_metadata.count = n_md;
-    start_ops[0].data.send_initial_metadata.metadata = n_md > 0 ? &auth : NULL;
-    start_ops[1].op = GRPC_OP_SEND_MESSAGE;
-    start_ops[1].data.send_message.send_message = send_bb;
-    start_ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    start_ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    start_ops[3].data.recv_initial_metadata.recv_initial_metadata =
-        &res->initial_md;
+    open_call(ctx, method, deadline, req, req_len, &auth, n_md, res, &call,
+              &send_bb, start_ops);
     status_op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
     status_op.data.recv_status_on_client.trailing_metadata = &res->trailing_md;
     status_op.data.recv_status_on_client.status = &res->status;
