@@ -110,9 +110,12 @@ static void write_access_log(struct sg_call *call)
 
 static void call_free(struct sg_call *call)
 {
-    if (call->call) {
-        sg_server_call_freed(call->server, call);
-        if (sg_server_access_log(call->server) &&
+    struct sg_server *srv = call->server;
+    bool started = call->call != NULL;
+
+    if (started) {
+        sg_server_call_unlink(srv, call);
+        if (sg_server_access_log(srv) &&
             sg_log_enabled(&access_log_cat, SG_LOG_INFO))
             write_access_log(call);
         grpc_call_unref(call->call);
@@ -135,11 +138,27 @@ static void call_free(struct sg_call *call)
     gpr_free(call->peer);
     pthread_mutex_destroy(&call->mu);
     free(call);
+    /* Last: once uncounted, the server may finish shutting down. */
+    if (started)
+        sg_server_call_done(srv);
 }
 
 void sg_call_ref(struct sg_call *call)
 {
     atomic_fetch_add_explicit(&call->refs, 1, memory_order_relaxed);
+}
+
+bool sg_call_try_ref(struct sg_call *call)
+{
+    int n = atomic_load_explicit(&call->refs, memory_order_relaxed);
+
+    while (n > 0) {
+        if (atomic_compare_exchange_weak_explicit(&call->refs, &n, n + 1,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed))
+            return true;
+    }
+    return false;
 }
 
 void sg_call_unref(struct sg_call *call)

@@ -184,10 +184,8 @@ void sg_server_call_started(struct sg_server *srv, struct sg_call *call)
     pthread_mutex_unlock(&srv->list_mu);
 }
 
-void sg_server_call_freed(struct sg_server *srv, struct sg_call *call)
+void sg_server_call_unlink(struct sg_server *srv, struct sg_call *call)
 {
-    size_t left;
-
     pthread_mutex_lock(&srv->list_mu);
     if (call->prev)
         call->prev->next = call->next;
@@ -195,10 +193,17 @@ void sg_server_call_freed(struct sg_server *srv, struct sg_call *call)
         srv->live = call->next;
     if (call->next)
         call->next->prev = call->prev;
-    left = --srv->n_live;
     pthread_mutex_unlock(&srv->list_mu);
-    if (left == 0 && atomic_load(&srv->shutting_down))
+}
+
+void sg_server_call_done(struct sg_server *srv)
+{
+    pthread_mutex_lock(&srv->list_mu);
+    /* Post under the lock: the loop closes the async handle only after it
+     * has seen n_live == 0 under this lock, so the post cannot come late. */
+    if (--srv->n_live == 0 && atomic_load(&srv->shutting_down))
         post_event(srv, EV_CALL_FREED);
+    pthread_mutex_unlock(&srv->list_mu);
 }
 
 unsigned sg_server_default_deadline_ms(const struct sg_server *srv)
@@ -544,7 +549,8 @@ int sg_server_start(struct sg_server *srv, struct sg_error *err)
                             srv->addresses[i]);
             return -1;
         }
-        SG_INFO("listening on %s (%s)", srv->addresses[i],
+        SG_INFO("listening on %s, port %d (%s)", srv->addresses[i],
+                srv->ports[i],
                 !srv->tls[i].cert_file    ? "plaintext"
                 : srv->tls[i].client_ca_file ? "mTLS"
                                              : "TLS");
@@ -596,9 +602,8 @@ bool sg_server_access_log(const struct sg_server *srv)
 /* ---- timers ------------------------------------------------------------- */
 
 /* Cancel unary calls whose server default deadline passed. */
-static void sweep_cb(uv_timer_t *handle)
+static void expire_default_deadlines(struct sg_server *srv)
 {
-    struct sg_server *srv = handle->data;
     gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
 
     pthread_mutex_lock(&srv->list_mu);
@@ -609,6 +614,11 @@ static void sweep_cb(uv_timer_t *handle)
         }
     }
     pthread_mutex_unlock(&srv->list_mu);
+}
+
+static void sweep_cb(uv_timer_t *handle)
+{
+    expire_default_deadlines(handle->data);
 }
 
 static void forced_exit_cb(uv_timer_t *handle)
@@ -645,6 +655,8 @@ static void drain_check_cb(uv_timer_t *handle)
     struct sg_server *srv = handle->data;
     size_t live;
 
+    /* Draining calls still have their default deadlines. */
+    expire_default_deadlines(srv);
     pthread_mutex_lock(&srv->list_mu);
     live = srv->n_live;
     pthread_mutex_unlock(&srv->list_mu);
@@ -675,10 +687,10 @@ static void end_streams(struct sg_server *srv)
     pthread_mutex_lock(&srv->list_mu);
     streams = calloc(srv->n_live ? srv->n_live : 1, sizeof(*streams));
     for (struct sg_call *c = srv->live; c && streams; c = c->next) {
-        if (c->rm && c->rm->method->kind != SG_METHOD_UNARY) {
-            sg_call_ref(c);
+        /* A call whose count reached zero is being freed: skip it. */
+        if (c->rm && c->rm->method->kind != SG_METHOD_UNARY &&
+            sg_call_try_ref(c))
             streams[n++] = c;
-        }
     }
     pthread_mutex_unlock(&srv->list_mu);
     if (!streams) {

@@ -100,11 +100,24 @@ void sg_call_end_for_shutdown(struct sg_call *call);
 /* Cancel a call whose server default deadline passed. */
 void sg_call_expire(struct sg_call *call);
 
-/* server.c hooks for call.c. */
+/*
+ * Take a reference unless the count already reached zero (the context is
+ * being freed and only waits to leave the live list). For code that finds
+ * calls through the live list.
+ */
+bool sg_call_try_ref(struct sg_call *call);
+
+/*
+ * server.c hooks for call.c. A started call is linked into the live list
+ * and counted; when it is freed it is first unlinked (nothing can find it
+ * any more), then its grpc_call is released, and only then is it uncounted,
+ * which is what the shutdown sequence waits for.
+ */
 void sg_server_rearm(struct sg_server *srv, grpc_completion_queue *cq,
                      const struct sg_registered_method *rm);
 void sg_server_call_started(struct sg_server *srv, struct sg_call *call);
-void sg_server_call_freed(struct sg_server *srv, struct sg_call *call);
+void sg_server_call_unlink(struct sg_server *srv, struct sg_call *call);
+void sg_server_call_done(struct sg_server *srv);
 unsigned sg_server_default_deadline_ms(const struct sg_server *srv);
 /* The access log is on (log.access_log; a filter can still silence it). */
 bool sg_server_access_log(const struct sg_server *srv);
