@@ -27,6 +27,9 @@ SG_LOG_INIT("server.call");
 
 static struct sg_log_category access_log_cat = {.name = "server.access"};
 
+/* See write_access_log. */
+#define DEADLINE_MARGIN_MS 50
+
 struct sg_pending_send {
     grpc_byte_buffer *bb;
     struct sg_pending_send *next;
@@ -94,9 +97,17 @@ static void write_access_log(struct sg_call *call)
     }
     if (call->cancelled && code == GRPC_STATUS_OK)
         code = GRPC_STATUS_CANCELLED;
-    /* The core reports a passed deadline as a cancellation; say which. */
+    /*
+     * A client whose deadline passes cancels the stream, and its cancel
+     * usually arrives just before the server's copy of the deadline (which
+     * starts when the call arrives). A cancel within DEADLINE_MARGIN_MS of
+     * the deadline is taken to be the deadline.
+     */
     if (code == GRPC_STATUS_CANCELLED &&
-        gpr_time_cmp(gpr_now(call->deadline.clock_type), call->deadline) >= 0)
+        gpr_time_cmp(gpr_time_add(gpr_now(call->deadline.clock_type),
+                                  gpr_time_from_millis(DEADLINE_MARGIN_MS,
+                                                       GPR_TIMESPAN)),
+                     call->deadline) >= 0)
         code = GRPC_STATUS_DEADLINE_EXCEEDED;
 
     struct sg_log_kv kv[] = {
