@@ -6,10 +6,12 @@
  * The context (and the grpc_call) is freed when the count drops to zero,
  * which is also when the access-log line is written.
  *
- * Batches: RECV_CLOSE_ON_SERVER is started as soon as the call arrives, and
- * is the cancellation signal. Messages are sent one at a time from a queue
- * (the core allows one SEND_MESSAGE in flight); the status follows the last
- * queued message. A unary reply is a single batch.
+ * Batches: RECV_CLOSE_ON_SERVER is the cancellation signal. A call that
+ * on_start completes at once (a synchronous reply, any error) carries it in
+ * its status batch, so such a call costs one batch; a call that outlives
+ * on_start gets it in a batch of its own as soon as on_start returns.
+ * Messages are sent one at a time from a queue (the core allows one
+ * SEND_MESSAGE in flight); the status follows the last queued message.
  */
 #include "internal.h"
 
@@ -213,6 +215,18 @@ static size_t add_initial_md_op_locked(struct sg_call *call, grpc_op *op)
     return 1;
 }
 
+/* Add RECV_CLOSE_ON_SERVER to a status batch unless it is under way. */
+static size_t add_close_op_locked(struct sg_call *call, grpc_op *op)
+{
+    if (call->close_started)
+        return 0;
+    memset(op, 0, sizeof(*op));
+    op->op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op->data.recv_close_on_server.cancelled = &call->client_cancelled;
+    call->close_started = true;
+    return 1;
+}
+
 static void fill_status_op_locked(struct sg_call *call, grpc_op *op)
 {
     memset(op, 0, sizeof(*op));
@@ -226,10 +240,11 @@ static void fill_status_op_locked(struct sg_call *call, grpc_op *op)
 
 static void start_status_locked(struct sg_call *call)
 {
-    grpc_op ops[2];
+    grpc_op ops[3];
     size_t n = add_initial_md_op_locked(call, &ops[0]);
 
     fill_status_op_locked(call, &ops[n++]);
+    n += add_close_op_locked(call, &ops[n]);
     call->status_started = true;
     start_batch_locked(call, ops, n, &call->tag_status);
 }
@@ -332,7 +347,7 @@ static bool set_status_locked(struct sg_call *call, grpc_status_code code,
 
 void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg)
 {
-    grpc_op ops[3];
+    grpc_op ops[4];
     size_t n;
 
     pthread_mutex_lock(&call->mu);
@@ -356,6 +371,7 @@ void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg)
     ops[n].data.send_message.send_message = call->send_bb;
     n++;
     fill_status_op_locked(call, &ops[n++]);
+    n += add_close_op_locked(call, &ops[n]);
     call->status_started = true;
     start_batch_locked(call, ops, n, &call->tag_status);
     pthread_mutex_unlock(&call->mu);
@@ -640,14 +656,18 @@ static void on_new(struct sg_tag *tag, bool ok)
     }
     sg_server_call_started(call->server, call);
 
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    op.data.recv_close_on_server.cancelled = &call->client_cancelled;
-    pthread_mutex_lock(&call->mu);
-    start_batch_locked(call, &op, 1, &call->tag_close);
-    pthread_mutex_unlock(&call->mu);
-
     dispatch(call);
+
+    /* Still open after on_start: watch for cancellation from now on. */
+    pthread_mutex_lock(&call->mu);
+    if (!call->close_started) {
+        call->close_started = true;
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        op.data.recv_close_on_server.cancelled = &call->client_cancelled;
+        start_batch_locked(call, &op, 1, &call->tag_close);
+    }
+    pthread_mutex_unlock(&call->mu);
     sg_call_unref(call); /* the reference tag_new held */
 }
 

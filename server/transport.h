@@ -69,6 +69,7 @@ struct sg_call {
     grpc_byte_buffer *send_bb; /* in flight */
     bool send_busy;
     bool initial_md_sent;
+    bool close_started; /* RECV_CLOSE_ON_SERVER is under way */
     bool finish_requested; /* the status is queued or sent */
     bool status_started;
     bool cancelled;
