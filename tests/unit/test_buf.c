@@ -3,6 +3,8 @@
  */
 #include "internal.h"
 
+#include "testutils.h"
+
 #include "buf.h"
 
 #include <check.h>
@@ -216,13 +218,4 @@ static Suite *buf_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(buf_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+SG_TEST_MAIN(buf_suite)

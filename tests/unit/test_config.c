@@ -7,6 +7,8 @@
  */
 #include "internal.h"
 
+#include "testutils.h"
+
 #include "server_config.h"
 
 #include <check.h>
@@ -916,13 +918,4 @@ static Suite *config_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(config_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+SG_TEST_MAIN(config_suite)

@@ -5,6 +5,8 @@
  */
 #include "internal.h"
 
+#include "testutils.h"
+
 #include "descriptors.h"
 #include "services.h"
 
@@ -925,13 +927,4 @@ static Suite *descriptors_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(descriptors_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+SG_TEST_MAIN(descriptors_suite)

@@ -3,6 +3,8 @@
  */
 #include "internal.h"
 
+#include "testutils.h"
+
 #include "error.h"
 
 #include <check.h>
@@ -171,13 +173,4 @@ static Suite *error_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(error_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+SG_TEST_MAIN(error_suite)

@@ -7,6 +7,8 @@
  */
 #include "internal.h"
 
+#include "testutils.h"
+
 #include "log.h"
 #include "buf.h"
 
@@ -985,13 +987,4 @@ static Suite *log_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(log_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+SG_TEST_MAIN(log_suite)

@@ -16,6 +16,8 @@
  */
 #include "internal.h"
 
+#include "testutils.h"
+
 #include "server.h"
 #include "server_config.h"
 #include "call.h"
@@ -1433,13 +1435,4 @@ static Suite *server_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(server_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+SG_TEST_MAIN(server_suite)

@@ -4,6 +4,8 @@
  */
 #include "internal.h"
 
+#include "testutils.h"
+
 #include "status.h"
 
 #include <check.h>
@@ -134,13 +136,4 @@ static Suite *status_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(status_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+SG_TEST_MAIN(status_suite)
