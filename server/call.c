@@ -86,8 +86,10 @@ static void write_access_log(struct sg_call *call)
     char unknown[256];
     gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
     double ms = gpr_timespec_to_micros(gpr_time_sub(now, call->start)) / 1e3;
-    grpc_status_code code = call->status_started ? call->status_code
-                                                 : GRPC_STATUS_CANCELLED;
+    /* A cancelled call never delivered its status, whatever it was. */
+    grpc_status_code code = call->cancelled || !call->status_started
+                                ? GRPC_STATUS_CANCELLED
+                                : call->status_code;
 
     if (!method) {
         size_t n = GRPC_SLICE_LENGTH(call->details.method);
@@ -97,8 +99,6 @@ static void write_access_log(struct sg_call *call)
         unknown[n] = '\0';
         method = unknown;
     }
-    if (call->cancelled && code == GRPC_STATUS_OK)
-        code = GRPC_STATUS_CANCELLED;
     /*
      * A client whose deadline passes cancels the stream, and its cancel
      * usually arrives just before the server's copy of the deadline (which
@@ -180,11 +180,6 @@ void sg_call_unref(struct sg_call *call)
         call_free(call);
 }
 
-void sg_call_discard(struct sg_call *call)
-{
-    sg_call_unref(call);
-}
-
 /* Start a batch holding a reference for its tag. Called with mu held. */
 static bool start_batch_locked(struct sg_call *call, const grpc_op *ops,
                                size_t n, struct sg_tag *tag)
@@ -215,7 +210,15 @@ static size_t add_initial_md_op_locked(struct sg_call *call, grpc_op *op)
     return 1;
 }
 
-/* Add RECV_CLOSE_ON_SERVER to a status batch unless it is under way. */
+static size_t add_message_op(grpc_op *op, grpc_byte_buffer *bb)
+{
+    memset(op, 0, sizeof(*op));
+    op->op = GRPC_OP_SEND_MESSAGE;
+    op->data.send_message.send_message = bb;
+    return 1;
+}
+
+/* Add RECV_CLOSE_ON_SERVER to a batch unless it is under way. */
 static size_t add_close_op_locked(struct sg_call *call, grpc_op *op)
 {
     if (call->close_started)
@@ -271,10 +274,7 @@ static void pump_locked(struct sg_call *call)
     free(p);
 
     n = add_initial_md_op_locked(call, &ops[0]);
-    memset(&ops[n], 0, sizeof(ops[n]));
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n].data.send_message.send_message = call->send_bb;
-    n++;
+    n += add_message_op(&ops[n], call->send_bb);
     call->send_busy = true;
     if (!start_batch_locked(call, ops, n, &call->tag_send)) {
         call->send_busy = false;
@@ -366,10 +366,7 @@ void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg)
     /* The common unary case: metadata, message and status in one batch. */
     call->send_bb = pack(msg);
     n = add_initial_md_op_locked(call, &ops[0]);
-    memset(&ops[n], 0, sizeof(ops[n]));
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n].data.send_message.send_message = call->send_bb;
-    n++;
+    n += add_message_op(&ops[n], call->send_bb);
     fill_status_op_locked(call, &ops[n++]);
     n += add_close_op_locked(call, &ops[n]);
     call->status_started = true;
@@ -404,8 +401,8 @@ void sg_call_fail(struct sg_call *call, const struct sg_error *err)
     grpc_slice details;
     int has_details = sg_status_details(err, &details);
 
-    if (err->code == SG_ERR_INTERNAL || err->code == SG_ERR_IO ||
-        err->code == SG_ERR_CONFIG)
+    /* The client sees a fixed text; the detail goes to the log. */
+    if (sg_status_is_internal(err->code))
         SG_ERROR("%s: %s", sg_call_method(call) ? sg_call_method(call)->path
                                                 : "unknown method",
                  err->message);
@@ -640,7 +637,7 @@ static void on_new(struct sg_tag *tag, bool ok)
 
     if (!ok) {
         /* Server shutting down: the pre-posted request never got a call. */
-        sg_call_discard(call);
+        sg_call_unref(call);
         return;
     }
     sg_server_rearm(call->server, call->cq, call->rm);
@@ -660,13 +657,8 @@ static void on_new(struct sg_tag *tag, bool ok)
 
     /* Still open after on_start: watch for cancellation from now on. */
     pthread_mutex_lock(&call->mu);
-    if (!call->close_started) {
-        call->close_started = true;
-        memset(&op, 0, sizeof(op));
-        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-        op.data.recv_close_on_server.cancelled = &call->client_cancelled;
+    if (add_close_op_locked(call, &op))
         start_batch_locked(call, &op, 1, &call->tag_close);
-    }
     pthread_mutex_unlock(&call->mu);
     sg_call_unref(call); /* the reference tag_new held */
 }

@@ -204,7 +204,7 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         goto cleanup;
     }
     if (apply_logging(cfg, &err) < 0 ||
-        sg_server_reload_tls(d->server, cfg, &err) < 0) {
+        sg_server_reload_tls(d->server, &err) < 0) {
         SG_ERROR("reload failed: %s", err.message);
         sg_config_free(cfg);
         goto cleanup;

@@ -34,10 +34,6 @@
 
 SG_LOG_INIT("server");
 
-#define EV_SHUTDOWN_TAG 0x1u
-#define EV_CALL_FREED 0x2u
-#define EV_CQ_DRAINED 0x4u
-
 /* Requests kept posted per method and queue, so bursts find one waiting. */
 #define POSTED_PER_METHOD 4
 #define POSTED_GENERIC 4
@@ -85,10 +81,9 @@ struct sg_server {
     atomic_bool shutting_down; /* step 2: the core is shutting down */
     atomic_llong last_call_ms; /* monotonic ms of the newest call */
     atomic_bool access_log;
-    atomic_uint events;
+    atomic_bool shutdown_tag_seen;
     atomic_size_t cqs_drained;
     struct sg_tag shutdown_tag;
-    bool shutdown_tag_seen;
     bool destroyed;
 
     uv_async_t async;
@@ -99,9 +94,9 @@ struct sg_server {
     void *done_opaque;
 };
 
-static void post_event(struct sg_server *srv, unsigned ev)
+/* Ask the loop to look at the shutdown state again (any thread). */
+static void wake_loop(struct sg_server *srv)
 {
-    atomic_fetch_or(&srv->events, ev);
     uv_async_send(&srv->async);
 }
 
@@ -130,7 +125,7 @@ static void cq_thread(void *opaque)
         }
     }
     atomic_fetch_add(&srv->cqs_drained, 1);
-    post_event(srv, EV_CQ_DRAINED);
+    wake_loop(srv);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -160,7 +155,7 @@ void sg_server_rearm(struct sg_server *srv, grpc_completion_queue *cq,
     }
     if (rc != GRPC_CALL_OK) {
         /* The server is shutting down; nothing will complete this tag. */
-        sg_call_discard(call);
+        sg_call_unref(call);
     }
 }
 
@@ -202,7 +197,7 @@ void sg_server_call_done(struct sg_server *srv)
     /* Post under the lock: the loop closes the async handle only after it
      * has seen n_live == 0 under this lock, so the post cannot come late. */
     if (--srv->n_live == 0 && atomic_load(&srv->shutting_down))
-        post_event(srv, EV_CALL_FREED);
+        wake_loop(srv);
     pthread_mutex_unlock(&srv->list_mu);
 }
 
@@ -298,6 +293,7 @@ static int register_methods(struct sg_server *srv,
 }
 
 static void async_cb(uv_async_t *handle);
+static void on_shutdown_tag(struct sg_tag *tag, bool ok);
 static void sweep_cb(uv_timer_t *handle);
 
 struct sg_server *sg_server_new(const struct sg_config *cfg,
@@ -314,7 +310,7 @@ struct sg_server *sg_server_new(const struct sg_config *cfg,
     srv->default_deadline_ms = cfg->default_deadline_ms;
     srv->drain_timeout_ms = cfg->drain_timeout_ms;
     pthread_mutex_init(&srv->list_mu, NULL);
-    srv->shutdown_tag.fn = NULL; /* set in shutdown */
+    srv->shutdown_tag.fn = on_shutdown_tag;
 
     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     srv->n_cqs = cfg->workers ? cfg->workers : (ncpu > 0 ? (size_t)ncpu : 1);
@@ -511,8 +507,7 @@ static grpc_server_credentials *make_credentials(struct sg_tls_listener *t,
     return grpc_ssl_server_credentials_create_with_options(opts);
 }
 
-int sg_server_reload_tls(struct sg_server *srv, const struct sg_config *cfg,
-                         struct sg_error *err)
+int sg_server_reload_tls(struct sg_server *srv, struct sg_error *err)
 {
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct sg_tls_listener *t = &srv->tls[i];
@@ -529,7 +524,6 @@ int sg_server_reload_tls(struct sg_server *srv, const struct sg_config *cfg,
         pthread_mutex_unlock(&t->mu);
         SG_INFO("TLS certificates of %s reloaded", srv->addresses[i]);
     }
-    (void)cfg;
     return 0;
 }
 
@@ -624,8 +618,13 @@ static void sweep_cb(uv_timer_t *handle)
 static void forced_exit_cb(uv_timer_t *handle)
 {
     struct sg_server *srv = handle->data;
+    size_t live;
+
+    pthread_mutex_lock(&srv->list_mu);
+    live = srv->n_live;
+    pthread_mutex_unlock(&srv->list_mu);
     SG_ERROR("%zu calls still alive %u ms after cancelling them; exiting",
-             srv->n_live, FORCED_EXIT_MS);
+             live, FORCED_EXIT_MS);
     _exit(1);
 }
 
@@ -634,7 +633,8 @@ static void on_shutdown_tag(struct sg_tag *tag, bool ok)
     struct sg_server *srv = SG_CONTAINER_OF(tag, struct sg_server,
                                             shutdown_tag);
     (void)ok;
-    post_event(srv, EV_SHUTDOWN_TAG);
+    atomic_store(&srv->shutdown_tag_seen, true);
+    wake_loop(srv);
 }
 
 /* Step 2: hand over to the core. */
@@ -643,11 +643,10 @@ static void begin_core_shutdown(struct sg_server *srv)
     if (atomic_exchange(&srv->shutting_down, true))
         return;
     uv_timer_stop(&srv->sweep_timer);
-    srv->shutdown_tag.fn = on_shutdown_tag;
     grpc_server_shutdown_and_notify(srv->server, srv->cqs[0],
                                     &srv->shutdown_tag);
     /* A call may have ended before shutting_down was visible to it. */
-    post_event(srv, EV_CALL_FREED);
+    wake_loop(srv);
 }
 
 static void drain_check_cb(uv_timer_t *handle)
@@ -733,7 +732,7 @@ static void maybe_finish_shutdown(struct sg_server *srv)
 {
     size_t live;
 
-    if (!srv->destroyed && srv->shutdown_tag_seen) {
+    if (!srv->destroyed && atomic_load(&srv->shutdown_tag_seen)) {
         pthread_mutex_lock(&srv->list_mu);
         live = srv->n_live;
         pthread_mutex_unlock(&srv->list_mu);
@@ -760,10 +759,7 @@ static void maybe_finish_shutdown(struct sg_server *srv)
 static void async_cb(uv_async_t *handle)
 {
     struct sg_server *srv = handle->data;
-    unsigned ev = atomic_exchange(&srv->events, 0);
 
-    if (ev & EV_SHUTDOWN_TAG)
-        srv->shutdown_tag_seen = true;
     if (atomic_load(&srv->shutting_down) && !uv_is_closing(
                                                 (uv_handle_t *)&srv->async))
         maybe_finish_shutdown(srv);

@@ -48,12 +48,12 @@ void sg_server_shutdown(struct sg_server *srv, void (*done_cb)(void *opaque),
                         void *opaque);
 
 /*
- * Re-read the TLS certificate and key files of every TLS listener; new
- * handshakes use them, established connections keep theirs. Returns 0, or -1
- * with err set (the old certificates stay in use).
+ * Re-read the TLS certificate and key files of every TLS listener (the
+ * paths it started with); new handshakes use them, established connections
+ * keep theirs. Returns 0, or -1 with err set (the old certificates stay in
+ * use).
  */
-int sg_server_reload_tls(struct sg_server *srv, const struct sg_config *cfg,
-                         struct sg_error *err);
+int sg_server_reload_tls(struct sg_server *srv, struct sg_error *err);
 
 void sg_server_set_access_log(struct sg_server *srv, bool on);
 

@@ -72,6 +72,11 @@ grpc_status_code sg_status_code(enum sg_err_code code)
     return status_map[find(code)].code;
 }
 
+bool sg_status_is_internal(enum sg_err_code code)
+{
+    return status_map[find(code)].internal;
+}
+
 const char *sg_status_name(grpc_status_code code)
 {
     if ((size_t)code < SG_N_ELEMENTS(status_names) && status_names[code])
@@ -81,7 +86,7 @@ const char *sg_status_name(grpc_status_code code)
 
 const char *sg_status_message(const struct sg_error *err)
 {
-    if (status_map[find(err->code)].internal)
+    if (sg_status_is_internal(err->code))
         return err->code == SG_ERR_NO_MEMORY ? "server out of memory"
                                              : "internal error";
     return err->message;
@@ -98,7 +103,7 @@ int sg_status_details(const struct sg_error *err, grpc_slice *out)
     uint8_t *packed = NULL;
     int ret = -1;
 
-    if (err->n_violations == 0 || status_map[find(err->code)].internal)
+    if (err->n_violations == 0 || sg_status_is_internal(err->code))
         return 0;
     v = calloc(err->n_violations, sizeof(*v));
     vp = calloc(err->n_violations, sizeof(*vp));

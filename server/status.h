@@ -18,6 +18,12 @@
 /* The gRPC code for an error code. */
 grpc_status_code sg_status_code(enum sg_err_code code);
 
+/*
+ * True for errors the client must not learn the detail of (I/O,
+ * configuration, memory, bugs): sg_status_message hides their message.
+ */
+bool sg_status_is_internal(enum sg_err_code code);
+
 /* "OK", "INVALID_ARGUMENT", ... as in the gRPC specification. */
 const char *sg_status_name(grpc_status_code code);
 

@@ -89,9 +89,6 @@ struct sg_call {
 struct sg_call *sg_call_new(struct sg_server *srv, grpc_completion_queue *cq,
                             const struct sg_registered_method *rm);
 
-/* Release a context whose tag_new fired with ok == false (never started). */
-void sg_call_discard(struct sg_call *call);
-
 /*
  * Server-initiated end of a stream (shutdown): notify the handler as if
  * cancelled, then finish with UNAVAILABLE after the queued messages.
