@@ -220,6 +220,23 @@ static void open_call(struct sgctl_ctx *ctx, const char *method,
         &res->initial_md;
 }
 
+/* Release what open_call and the batches left; every argument may be
+ * NULL or empty. */
+static void close_call(grpc_call *call, grpc_byte_buffer *send_bb,
+                       grpc_byte_buffer *recv_bb, grpc_slice details,
+                       grpc_metadata *auth, size_t n_md)
+{
+    if (recv_bb != NULL)
+        grpc_byte_buffer_destroy(recv_bb);
+    if (send_bb != NULL)
+        grpc_byte_buffer_destroy(send_bb);
+    grpc_slice_unref(details);
+    if (n_md > 0)
+        tool_metadata_clear(auth);
+    if (call != NULL)
+        grpc_call_unref(call);
+}
+
 int sgctl_unary(struct sgctl_ctx *ctx, const char *method,
                 const void *req, size_t req_len, struct sgctl_result *res)
 {
@@ -267,15 +284,7 @@ int sgctl_unary(struct sgctl_ctx *ctx, const char *method,
     ret = 0;
 
  cleanup:
-    if (recv_bb != NULL)
-        grpc_byte_buffer_destroy(recv_bb);
-    if (send_bb != NULL)
-        grpc_byte_buffer_destroy(send_bb);
-    grpc_slice_unref(details);
-    if (n_md > 0)
-        tool_metadata_clear(&auth);
-    if (call != NULL)
-        grpc_call_unref(call);
+    close_call(call, send_bb, recv_bb, details, &auth, n_md);
     return ret;
 }
 
@@ -383,14 +392,6 @@ int sgctl_server_stream(struct sgctl_ctx *ctx, const char *method,
     ret = 0;
 
  cleanup:
-    if (recv_bb != NULL)
-        grpc_byte_buffer_destroy(recv_bb);
-    if (send_bb != NULL)
-        grpc_byte_buffer_destroy(send_bb);
-    grpc_slice_unref(details);
-    if (n_md > 0)
-        tool_metadata_clear(&auth);
-    if (call != NULL)
-        grpc_call_unref(call);
+    close_call(call, send_bb, recv_bb, details, &auth, n_md);
     return ret;
 }
