@@ -20,6 +20,7 @@ TYPEDEF_STRUCT_RE = re.compile(r'^\s*typedef\s+struct\b', re.M)
 LABEL_RE = re.compile(r'^(\s*)(cleanup|error|nomem):\s*$')
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s+["<]([^">]+)[">]')
 DIRS = ['common', 'server', 'authz', 'drivers', 'credentials', 'store',
+        'sandbox',
         'tools', 'bench', 'tests']
 
 

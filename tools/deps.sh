@@ -15,10 +15,12 @@ PACKAGES=(
   # build (gcc's sanitizer runtimes come with it)
   gcc libc6-dev pkg-config meson ninja-build
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
-  grpc-proto libuv1-dev libssl-dev libyaml-dev libjson-c-dev
+  grpc-proto libuv1-dev libssl-dev libyaml-dev libjansson-dev
   libsqlite3-dev libcurl4-openssl-dev
   # unit tests
   check
+  # the process driver
+  bubblewrap
   # integration tests (Debian's /usr/bin/python3)
   python3 python3-grpcio python3-grpc-tools python3-protobuf openssl
   # load and protocol probes

@@ -1,0 +1,285 @@
+/*
+ * store.h: durable state of the gateway (sandboxes and their events).
+ *
+ * A store is a backend ops table (struct sg_store_ops, below) plus its
+ * private state. Callers use only the sg_store_* functions; backends
+ * (store_sqlite.c today, PostgreSQL later) implement the table. The store
+ * knows nothing of protobuf: a sandbox is a set of typed columns the store
+ * filters and indexes on, plus the full record as opaque bytes (a packed
+ * sandgate.v1.Sandbox, written and read by the service layer).
+ *
+ * WRITES are asynchronous: sg_store_create_sandbox and
+ * sg_store_update_sandbox queue the write and return at once; the backend
+ * commits queued writes of many callers together (group commit) and then
+ * runs each callback, on a store thread. A callback runs only after its write
+ * is durable at the configured level, exactly once, including at shutdown
+ * (with SG_ERR_UNAVAILABLE for writes that never ran).
+ *
+ * Every write of a sandbox also appends one event row in the same
+ * transaction. The store assigns its sequence number (strictly increasing,
+ * no gaps among committed events) and the sandbox's new resource_version
+ * (strictly increasing across the whole store; the event records it too).
+ *
+ * READS are synchronous and may run on any thread concurrently with writes;
+ * they see only committed data. A read blocks its thread for one query (for
+ * a network backend, one round trip).
+ *
+ * OWNERSHIP: rows handed to callbacks and visitors are borrowed for the
+ * duration of the call; sg_sandbox_row_copy makes an owned copy.
+ * THREAD SAFETY: every sg_store_* function may be called from any thread,
+ * except sg_store_open and sg_store_close (one thread, no call in flight).
+ */
+#ifndef SG_STORE_H
+#define SG_STORE_H
+
+#include "internal.h"
+#include "error.h"
+
+struct sg_store;
+
+/* Phase numbers are those of sandgate.v1.SandboxPhase. */
+enum sg_phase {
+    SG_PHASE_ACCEPTED = 1,
+    SG_PHASE_PROVISIONING = 2,
+    SG_PHASE_READY = 3,
+    SG_PHASE_FAILED = 4,
+    SG_PHASE_DELETING = 5,
+    SG_PHASE_DELETED = 6,
+};
+
+/* A set of phases for filters: SG_PHASE_BIT(SG_PHASE_READY) | ... */
+#define SG_PHASE_BIT(p) (1u << (p))
+/* Phases the reconciler still has work for. FAILED is included: a failed
+   sandbox keeps its backend object until it is deleted or expires. */
+#define SG_PHASES_ACTIVE                                                       \
+    (SG_PHASE_BIT(SG_PHASE_ACCEPTED) | SG_PHASE_BIT(SG_PHASE_PROVISIONING) |   \
+     SG_PHASE_BIT(SG_PHASE_READY) | SG_PHASE_BIT(SG_PHASE_FAILED) |            \
+     SG_PHASE_BIT(SG_PHASE_DELETING))
+
+/* Event type numbers are those of sandgate.v1.EventType. */
+enum sg_event_type {
+    SG_EVENT_ACCEPTED = 1,
+    SG_EVENT_ALLOCATION_STARTED = 2,
+    SG_EVENT_RESOURCE_CREATED = 3,
+    SG_EVENT_CREDENTIALS_RESOLVED = 4,
+    SG_EVENT_POLICY_ATTACHED = 5,
+    SG_EVENT_READY = 6,
+    SG_EVENT_FAILED = 7,
+    SG_EVENT_DELETE_REQUESTED = 8,
+    SG_EVENT_DELETED = 9,
+    SG_EVENT_EXPIRED = 10,
+};
+
+/* Times are milliseconds since the Unix epoch; 0 means unset. */
+struct sg_sandbox_row {
+    char *id;
+    char *name;
+    char *tenant;
+    char *project;
+    char *owner;
+    char *request_id;     /* "" when the caller gave none */
+    char *request_hash;   /* digest of the create request (idempotency) */
+    char *namespace_name; /* resolved placement namespace, may be "" */
+    enum sg_phase phase;
+    int64_t create_time;
+    int64_t update_time;
+    int64_t expire_time;  /* TTL deadline, 0 = none */
+    uint64_t resource_version;  /* assigned by the store on every write */
+    uint8_t *record;      /* packed sandgate.v1.Sandbox */
+    size_t record_len;
+};
+
+/* One event row. Strings may be "" but not NULL. */
+struct sg_event_row {
+    uint64_t seq;              /* assigned by the store */
+    int64_t time;              /* ms; the store sets it if 0 */
+    enum sg_event_type type;
+    char *sandbox_id;
+    char *sandbox_name;
+    char *namespace_name;
+    char *tenant;
+    char *project;
+    char *owner;
+    char *request_id;
+    enum sg_phase phase;
+    char *reason;              /* CamelCase */
+    char *message;
+    uint64_t resource_version; /* assigned by the store */
+};
+
+/* Filters for listing sandboxes; NULL / 0 fields do not filter. */
+struct sg_sandbox_filter {
+    const char *tenant;
+    const char *project;
+    const char *owner;
+    const char *namespace_name;
+    unsigned phases;           /* SG_PHASE_BIT set; 0 = any */
+    int64_t expire_before;     /* only rows with 0 < expire_time <= this */
+};
+
+/* Backend selection and settings. */
+struct sg_store_config {
+    const char *backend;       /* "sqlite" */
+    const char *path;          /* sqlite: database file */
+    /* "full": a write is acknowledged after it reached stable storage
+       (survives power loss); "normal": after it reached the OS (survives
+       a crash of the gateway, not of the machine). */
+    const char *durability;
+    unsigned busy_timeout_ms;  /* wait on a locked database this long */
+    unsigned max_batch;        /* writes per group commit, >= 1 */
+    unsigned read_connections; /* size of the read pool, >= 1 */
+};
+
+/*
+ * Result of a sandbox write, for its callback.
+ *   created  create: true if the row was inserted, false if a row with
+ *            the same (owner, request_id) already existed (then row is
+ *            that existing row and no event was written).
+ *   row      the row as stored after the write (or the existing row);
+ *            NULL when err is set.
+ *   event    the event written, or NULL.
+ *   err      NULL on success. Codes: SG_ERR_ABORTED (update: the
+ *            resource_version did not match; row is NULL), SG_ERR_NOT_FOUND
+ *            (update: no such id), SG_ERR_UNAVAILABLE (store closing),
+ *            SG_ERR_INTERNAL (backend failure, message for logs only).
+ */
+struct sg_store_result {
+    bool created;
+    const struct sg_sandbox_row *row;
+    const struct sg_event_row *event;
+    const struct sg_error *err;
+};
+
+typedef void (*sg_store_write_cb)(void *opaque,
+                                  const struct sg_store_result *res);
+
+/* A visitor returns 0 to go on, anything else to stop (not an error). */
+typedef int (*sg_sandbox_visit_fn)(void *opaque,
+                                   const struct sg_sandbox_row *row);
+typedef int (*sg_event_visit_fn)(void *opaque, const struct sg_event_row *ev);
+
+/* --- the backend table ------------------------------------------------ */
+
+struct sg_store_ops {
+    const char *name;   /* config value selecting it, e.g. "sqlite" */
+    size_t priv_size;   /* zero-filled private state, allocated by store.c */
+
+    /* Open or create the database and run pending migrations. */
+    int (*open)(void *priv, const struct sg_store_config *cfg,
+                struct sg_error *err);
+    /* Finish queued writes (their callbacks run), then release everything. */
+    void (*close)(void *priv);
+
+    /* Async writes; see sg_store_create_sandbox / sg_store_update_sandbox. */
+    int (*create_sandbox)(void *priv, const struct sg_sandbox_row *row,
+                          const struct sg_event_row *ev, sg_store_write_cb cb,
+                          void *opaque, struct sg_error *err);
+    int (*update_sandbox)(void *priv, const struct sg_sandbox_row *row,
+                          uint64_t expected_rv, const struct sg_event_row *ev,
+                          sg_store_write_cb cb, void *opaque,
+                          struct sg_error *err);
+
+    /* Sync reads; see the sg_store_* functions below. */
+    int (*get_sandbox)(void *priv, const char *id,
+                       sg_sandbox_visit_fn visit, void *opaque,
+                       struct sg_error *err);
+    int (*list_sandboxes)(void *priv, const struct sg_sandbox_filter *f,
+                          const char *after_id, size_t max_rows,
+                          sg_sandbox_visit_fn visit, void *opaque,
+                          struct sg_error *err);
+    int (*list_events)(void *priv, uint64_t after_seq, size_t max_rows,
+                       sg_event_visit_fn visit, void *opaque,
+                       struct sg_error *err);
+    int (*count_sandboxes)(void *priv, const struct sg_sandbox_filter *f,
+                           uint64_t *count, struct sg_error *err);
+};
+
+/* --- the API callers use ---------------------------------------------- */
+
+/*
+ * Open the backend cfg->backend names. Returns a store the caller closes
+ * with sg_store_close, or NULL with err set (SG_ERR_CONFIG for an unknown
+ * backend or bad setting, SG_ERR_IO when the database cannot be opened,
+ * SG_ERR_INTERNAL when a migration fails).
+ */
+struct sg_store *sg_store_open(const struct sg_store_config *cfg,
+                               struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/* Wait for queued writes (their callbacks run), then free. NULL-safe. */
+void sg_store_close(struct sg_store *store);
+
+/* The backend's name ("sqlite"). */
+const char *sg_store_backend(const struct sg_store *store);
+
+/*
+ * Insert row with event ev, unless row->request_id is non-empty and a row
+ * with the same owner and request_id exists. row->resource_version and
+ * ev->seq / ev->resource_version are ignored (the store assigns them).
+ * Returns 0 and later runs cb once; or -1 with err set and cb never runs
+ * (SG_ERR_UNAVAILABLE when closing, SG_ERR_NO_MEMORY).
+ */
+int sg_store_create_sandbox(struct sg_store *store,
+                            const struct sg_sandbox_row *row,
+                            const struct sg_event_row *ev,
+                            sg_store_write_cb cb, void *opaque,
+                            struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * Replace the row with row->id by row (every column and the record) and
+ * append ev, if the stored resource_version equals expected_rv (0: any).
+ * ev may be NULL for a change that is not a state change; the
+ * resource_version still advances. Same return and callback contract as
+ * sg_store_create_sandbox.
+ */
+int sg_store_update_sandbox(struct sg_store *store,
+                            const struct sg_sandbox_row *row,
+                            uint64_t expected_rv,
+                            const struct sg_event_row *ev,
+                            sg_store_write_cb cb, void *opaque,
+                            struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * Read one sandbox: visit runs once if it exists. Returns 1 if found, 0 if
+ * not, -1 with err set on failure.
+ */
+int sg_store_get_sandbox(struct sg_store *store, const char *id,
+                         sg_sandbox_visit_fn visit, void *opaque,
+                         struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * Visit rows matching f with id > after_id ("" or NULL: from the start), in
+ * ascending id order, at most max_rows of them, until visit returns
+ * non-zero. Returns the number of rows visited, or -1 with err set.
+ */
+ssize_t sg_store_list_sandboxes(struct sg_store *store,
+                                const struct sg_sandbox_filter *f,
+                                const char *after_id, size_t max_rows,
+                                sg_sandbox_visit_fn visit, void *opaque,
+                                struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/* Count rows matching f. Returns 0 or -1 with err set. */
+int sg_store_count_sandboxes(struct sg_store *store,
+                             const struct sg_sandbox_filter *f,
+                             uint64_t *count,
+                             struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * Visit events with seq > after_seq in ascending seq order, at most
+ * max_rows. Returns the number visited, or -1 with err set.
+ */
+ssize_t sg_store_list_events(struct sg_store *store, uint64_t after_seq,
+                             size_t max_rows, sg_event_visit_fn visit,
+                             void *opaque,
+                             struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/* Owned deep copy of a row; NULL when out of memory. */
+struct sg_sandbox_row *sg_sandbox_row_copy(const struct sg_sandbox_row *row);
+/* Free an owned row (and its strings). NULL-safe. */
+void sg_sandbox_row_free(struct sg_sandbox_row *row);
+/* Free only the strings and record inside a row. NULL-safe. */
+void sg_sandbox_row_clear(struct sg_sandbox_row *row);
+
+/* Stable lower-case name of a phase ("ready"), or "unknown". */
+const char *sg_phase_name(enum sg_phase phase);
+
+#endif /* SG_STORE_H */
