@@ -28,6 +28,10 @@
  * duration of the call; sg_sandbox_row_copy makes an owned copy.
  * THREAD SAFETY: every sg_store_* function may be called from any thread,
  * except sg_store_open and sg_store_close (one thread, no call in flight).
+ * A write callback may call any sg_store_* function but sg_store_close. A
+ * visitor runs while its read holds a pooled connection: it may queue
+ * writes but must not read from the store (it could wait forever for a
+ * connection it holds itself).
  */
 #ifndef SG_STORE_H
 #define SG_STORE_H
@@ -107,7 +111,10 @@ struct sg_event_row {
     uint64_t resource_version; /* assigned by the store */
 };
 
-/* Filters for listing sandboxes; NULL / 0 fields do not filter. */
+/*
+ * Filters for listing sandboxes; NULL, "" and 0 fields do not filter ("" so
+ * that an unset protobuf string, which is "", means "any").
+ */
 struct sg_sandbox_filter {
     const char *tenant;
     const char *project;
@@ -117,17 +124,36 @@ struct sg_sandbox_filter {
     int64_t expire_before;     /* only rows with 0 < expire_time <= this */
 };
 
-/* Backend selection and settings. */
+/* Backend selection and settings. NULL / "" / 0 select the default. */
 struct sg_store_config {
-    const char *backend;       /* "sqlite" */
-    const char *path;          /* sqlite: database file */
-    /* "full": a write is acknowledged after it reached stable storage
-       (survives power loss); "normal": after it reached the OS (survives
-       a crash of the gateway, not of the machine). */
+    const char *backend;       /* "sqlite" (default) */
+    const char *path;          /* sqlite: database file, required; created
+                                  with mode 0600 */
+    /* "full" (default): a write is acknowledged after it reached stable
+       storage (survives power loss); "normal": after it reached the OS
+       (survives a crash of the gateway, not of the machine). */
     const char *durability;
-    unsigned busy_timeout_ms;  /* wait on a locked database this long */
-    unsigned max_batch;        /* writes per group commit, >= 1 */
-    unsigned read_connections; /* size of the read pool, >= 1 */
+    unsigned busy_timeout_ms;  /* wait on a locked database this long
+                                  (default 5000) */
+    unsigned max_batch;        /* writes per group commit (default 256) */
+    unsigned read_connections; /* size of the read pool, 1..64 (default 4) */
+};
+
+/*
+ * Counters since open, for tests, benchmarks and metrics. Group commit is
+ * working when commits < writes under concurrent load.
+ */
+struct sg_store_stats {
+    uint64_t writes;         /* write requests the writer finished (any
+                                outcome, including errors) */
+    uint64_t commits;        /* transactions committed */
+    uint64_t batches;        /* write transactions attempted (a batch
+                                retried after SQLITE_BUSY counts once) */
+    uint64_t failed_batches; /* batches that failed as a whole */
+    uint64_t busy_retries;   /* batch attempts repeated after SQLITE_BUSY */
+    uint64_t max_batch;      /* most writes in one batch so far */
+    uint64_t queued;         /* writes waiting for the writer now */
+    uint64_t read_waits;     /* reads that waited for a pooled connection */
 };
 
 /*
@@ -140,13 +166,18 @@ struct sg_store_config {
  *   event    the event written, or NULL.
  *   err      NULL on success. Codes: SG_ERR_ABORTED (update: the
  *            resource_version did not match; row is NULL), SG_ERR_NOT_FOUND
- *            (update: no such id), SG_ERR_UNAVAILABLE (store closing),
- *            SG_ERR_INTERNAL (backend failure, message for logs only).
+ *            (update: no such id), SG_ERR_ALREADY_EXISTS (create: the
+ *            id is taken; update: the new (owner, request_id) is taken),
+ *            SG_ERR_UNAVAILABLE (the database stayed locked by another
+ *            process through every retry), SG_ERR_INTERNAL (backend
+ *            failure, or the batch's commit failed: nothing of the batch
+ *            was written; message for logs only).
  */
 struct sg_store_result {
     bool created;
     const struct sg_sandbox_row *row;
-    const struct sg_event_row *event;
+    const struct sg_event_row *events; /* written, in seq order */
+    size_t n_events;
     const struct sg_error *err;
 };
 
@@ -175,7 +206,8 @@ struct sg_store_ops {
                           const struct sg_event_row *ev, sg_store_write_cb cb,
                           void *opaque, struct sg_error *err);
     int (*update_sandbox)(void *priv, const struct sg_sandbox_row *row,
-                          uint64_t expected_rv, const struct sg_event_row *ev,
+                          uint64_t expected_rv, const struct sg_event_row *evs,
+                          size_t n_evs,
                           sg_store_write_cb cb, void *opaque,
                           struct sg_error *err);
 
@@ -192,31 +224,55 @@ struct sg_store_ops {
                        struct sg_error *err);
     int (*count_sandboxes)(void *priv, const struct sg_sandbox_filter *f,
                            uint64_t *count, struct sg_error *err);
+
+    /* See sg_store_get_stats and sg_store_schema_version. */
+    void (*get_stats)(void *priv, struct sg_store_stats *out);
+    unsigned (*schema_version)(void *priv);
 };
+
+/* The backends store.c selects from (by name). */
+extern const struct sg_store_ops sg_store_sqlite_ops;
 
 /* --- the API callers use ---------------------------------------------- */
 
 /*
- * Open the backend cfg->backend names. Returns a store the caller closes
- * with sg_store_close, or NULL with err set (SG_ERR_CONFIG for an unknown
- * backend or bad setting, SG_ERR_IO when the database cannot be opened,
+ * Open the backend cfg->backend names and apply pending schema
+ * migrations. cfg is read during the call only. Returns a store the caller
+ * owns and closes with sg_store_close, or NULL with err set (SG_ERR_CONFIG
+ * for an unknown backend, a bad setting, or a database whose schema is
+ * newer than this build; SG_ERR_IO when the database cannot be opened;
  * SG_ERR_INTERNAL when a migration fails).
  */
 struct sg_store *sg_store_open(const struct sg_store_config *cfg,
                                struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
-/* Wait for queued writes (their callbacks run), then free. NULL-safe. */
+/*
+ * Refuse new writes (SG_ERR_UNAVAILABLE), run the queued ones (their
+ * callbacks run), then free. NULL-safe. Not from a write callback.
+ */
 void sg_store_close(struct sg_store *store);
 
-/* The backend's name ("sqlite"). */
+/* The backend's name ("sqlite"); static string. */
 const char *sg_store_backend(const struct sg_store *store);
+
+/* Copy the counters into *out (a consistent snapshot). Any thread. */
+void sg_store_get_stats(struct sg_store *store, struct sg_store_stats *out);
+
+/*
+ * Schema version of the open database (the newest migration this build
+ * has; open applied any that were missing). Any thread.
+ */
+unsigned sg_store_schema_version(struct sg_store *store);
 
 /*
  * Insert row with event ev, unless row->request_id is non-empty and a row
  * with the same owner and request_id exists. row->resource_version and
  * ev->seq / ev->resource_version are ignored (the store assigns them).
- * Returns 0 and later runs cb once; or -1 with err set and cb never runs
- * (SG_ERR_UNAVAILABLE when closing, SG_ERR_NO_MEMORY).
+ * row and ev are copied: the caller keeps ownership and may free them on
+ * return. cb may be NULL (nothing to tell). Returns 0 and later runs cb
+ * once, on the store's writer thread; or -1 with err set and cb never runs
+ * (SG_ERR_INVALID_ARGUMENT when row or row->id is NULL or "",
+ * SG_ERR_UNAVAILABLE when closing, SG_ERR_NO_MEMORY).
  */
 int sg_store_create_sandbox(struct sg_store *store,
                             const struct sg_sandbox_row *row,
@@ -224,17 +280,21 @@ int sg_store_create_sandbox(struct sg_store *store,
                             sg_store_write_cb cb, void *opaque,
                             struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
+/* Most events one update may append. */
+#define SG_STORE_MAX_EVENTS 8
+
 /*
  * Replace the row with row->id by row (every column and the record) and
- * append ev, if the stored resource_version equals expected_rv (0: any).
- * ev may be NULL for a change that is not a state change; the
- * resource_version still advances. Same return and callback contract as
- * sg_store_create_sandbox.
+ * append the n_evs events evs (at most SG_STORE_MAX_EVENTS; they get
+ * consecutive sequence numbers and share the new resource_version), if the
+ * stored resource_version equals expected_rv (0: any). n_evs may be 0 for
+ * a change that is not a state change; the resource_version still
+ * advances. Same return and callback contract as sg_store_create_sandbox.
  */
 int sg_store_update_sandbox(struct sg_store *store,
                             const struct sg_sandbox_row *row,
                             uint64_t expected_rv,
-                            const struct sg_event_row *ev,
+                            const struct sg_event_row *evs, size_t n_evs,
                             sg_store_write_cb cb, void *opaque,
                             struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
@@ -249,7 +309,10 @@ int sg_store_get_sandbox(struct sg_store *store, const char *id,
 /*
  * Visit rows matching f with id > after_id ("" or NULL: from the start), in
  * ascending id order, at most max_rows of them, until visit returns
- * non-zero. Returns the number of rows visited, or -1 with err set.
+ * non-zero (that row counts as visited). max_rows 0: no limit. Returns the
+ * number of rows visited, or -1 with err set. One snapshot per call:
+ * paging by the last id seen returns every row that exists throughout
+ * exactly once, whatever is written between pages.
  */
 ssize_t sg_store_list_sandboxes(struct sg_store *store,
                                 const struct sg_sandbox_filter *f,
@@ -265,19 +328,27 @@ int sg_store_count_sandboxes(struct sg_store *store,
 
 /*
  * Visit events with seq > after_seq in ascending seq order, at most
- * max_rows. Returns the number visited, or -1 with err set.
+ * max_rows (0: no limit), until visit returns non-zero. Returns the number
+ * visited, or -1 with err set.
  */
 ssize_t sg_store_list_events(struct sg_store *store, uint64_t after_seq,
                              size_t max_rows, sg_event_visit_fn visit,
                              void *opaque,
                              struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
-/* Owned deep copy of a row; NULL when out of memory. */
+/* Owned deep copy of a row (NULL strings become ""); NULL when out of
+   memory. Any thread. */
 struct sg_sandbox_row *sg_sandbox_row_copy(const struct sg_sandbox_row *row);
 /* Free an owned row (and its strings). NULL-safe. */
 void sg_sandbox_row_free(struct sg_sandbox_row *row);
 /* Free only the strings and record inside a row. NULL-safe. */
 void sg_sandbox_row_clear(struct sg_sandbox_row *row);
+
+/* Owned deep copy of an event (NULL strings become ""); NULL when out of
+   memory. */
+struct sg_event_row *sg_event_row_copy(const struct sg_event_row *ev);
+/* Free an owned event (and its strings). NULL-safe. */
+void sg_event_row_free(struct sg_event_row *ev);
 
 /* Stable lower-case name of a phase ("ready"), or "unknown". */
 const char *sg_phase_name(enum sg_phase phase);
