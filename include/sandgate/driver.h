@@ -15,9 +15,10 @@
  *     never remove, never insert in the middle.
  *   - struct_size is sizeof(struct sg_driver_ops) as the driver compiled it.
  *
- * THREADING: every op is called on the gateway's libuv loop thread (the
- * loop is host->loop). Every callback a driver invokes (done, list, watch)
- * must be invoked on that same thread, and never from inside the op call
+ * THREADING: every op except config_validate and describe is called on the
+ * gateway's libuv loop thread (the loop is host->loop). Every callback a
+ * driver invokes (done, list, watch) must be invoked on that same thread,
+ * and never from inside the op call
  * that was given it: an op that can answer at once defers the answer (for
  * example with a uv_idle or uv_timer handle). A driver that uses threads of
  * its own wakes the loop with uv_async_t.
@@ -199,7 +200,9 @@ struct sg_driver_ops {
      * Start the driver. settings_json is the operator's settings object
      * for this driver from the gateway configuration ("{}" if none);
      * state_dir is a directory the driver owns (created by the host, mode
-     * 0700), kept across restarts. Returns 0, or -1 with *errmsg set.
+     * 0700), kept across restarts. Returns 0, or -1 with *errmsg set; on
+     * -1 the driver leaves no handle open, close is not called, and the
+     * host frees priv at once.
      */
     int (*open)(void *priv, const struct sg_driver_host *host,
                 const char *settings_json, const char *state_dir,
@@ -217,8 +220,9 @@ struct sg_driver_ops {
      * Check sb->config_json (and any other field the driver cares about)
      * synchronously, without side effects. Returns 0, or -1 with *errmsg
      * naming the offending key ("process.network: expected a boolean").
-     * Called on the loop thread, or on any thread when the driver sets no
-     * state in open that validation reads (drivers say so in their docs).
+     * Unlike the other ops, config_validate and describe are called from
+     * any thread (the gateway's request threads), concurrently: they may
+     * read only what open set up and never change state.
      */
     int (*config_validate)(void *priv, const struct sg_driver_sandbox *sb,
                            char **errmsg);

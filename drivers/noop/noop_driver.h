@@ -1,0 +1,27 @@
+/*
+ * noop_driver.h: the built-in "noop" driver.
+ *
+ * It makes nothing: it keeps an in-memory map of sandbox id to state, so
+ * that benchmarks and reconciler tests exercise the driver contract without
+ * a backend. With ready_delay_ms 0 (the default) create reports RUNNING at
+ * once; otherwise it reports PENDING through done, and RUNNING through watch
+ * ready_delay_ms later. remove reports GONE. Nothing survives close.
+ *
+ * Settings (strict, unknown keys rejected):
+ *     {"ready_delay_ms": <integer 0..4294967295, default 0>}
+ * Per-sandbox driver_config block (strict):
+ *     {}  or  {"fail": "<non-empty message>"}
+ * With "fail", create reports FAILED, reason "InjectedFailure", that
+ * message and exit_code -1.
+ *
+ * config_validate reads only what open set (the host table) and changes
+ * nothing, so it may run on any thread, concurrently, as the ABI requires.
+ */
+#ifndef SG_NOOP_DRIVER_H
+#define SG_NOOP_DRIVER_H
+
+#include <sandgate/driver.h>
+
+extern const struct sg_driver_ops sg_noop_driver;
+
+#endif /* SG_NOOP_DRIVER_H */
