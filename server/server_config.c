@@ -30,6 +30,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <yaml.h>
+#include <jansson.h>
+#include <math.h>
 
 enum cfg_kind {
     CFG_UINT,        /* unsigned */
@@ -41,6 +43,8 @@ enum cfg_kind {
     CFG_LOG_FORMAT,  /* enum sg_log_format */
     CFG_LOG_FILTERS, /* char *, checked by sg_log_filters_check() */
     CFG_LISTENERS,   /* the listeners array of struct sg_config */
+    CFG_CHOICE,      /* char *, one of cfg_key.choices */
+    CFG_JSON,        /* char *, compact JSON text of a mapping */
 };
 
 /* What a value of each kind must look like, for "expected X, got Y". */
@@ -54,6 +58,8 @@ static const char *const kind_expected[] = {
     [CFG_LOG_FORMAT] = "one of auto, json, text",
     [CFG_LOG_FILTERS] = "a string",
     [CFG_LISTENERS] = "a sequence",
+    [CFG_CHOICE] = "a string",
+    [CFG_JSON] = "a mapping",
 };
 
 struct cfg_key {
@@ -66,6 +72,7 @@ struct cfg_key {
     unsigned long long max;
     bool required;             /* strings: must be set */
     const char *env;           /* variable suffix if not derived from path */
+    const char *const *choices; /* CFG_CHOICE: NULL-terminated values */
 };
 
 /* offsetof, refusing to compile when the field's type does not match. */
@@ -86,6 +93,14 @@ struct cfg_key {
 #define CFG_STRING_KEY(st, p, k, f, d, req)                                    \
     {.path = (p), .kind = (k), .offset = CFG_OFFSET(st, f, char *),            \
      .def_str = (d), .required = (req)}
+
+#define CFG_CHOICE_KEY(p, f, d, ch)                                            \
+    {.path = (p), .kind = CFG_CHOICE,                                          \
+     .offset = CFG_OFFSET(struct sg_config, f, char *), .def_str = (d),        \
+     .choices = (ch)}
+
+static const char *const store_backends[] = {"sqlite", NULL};
+static const char *const durabilities[] = {"full", "normal", NULL};
 
 #define MS_PER_HOUR 3600000ULL
 #define KIB 1024ULL
@@ -133,6 +148,22 @@ static const struct cfg_key config_keys[] = {
     {.path = "log.format", .kind = CFG_LOG_FORMAT, .def = SG_LOG_FORMAT_AUTO,
      .offset = CFG_OFFSET(struct sg_config, log_format, enum sg_log_format)},
     CFG_BOOL_KEY(struct sg_config, "log.access_log", access_log, true),
+
+    CFG_CHOICE_KEY("store.backend", store_backend, "sqlite", store_backends),
+    CFG_STRING_KEY(struct sg_config, "store.sqlite.path", CFG_STRING,
+                   store_path, NULL, false),
+    CFG_CHOICE_KEY("store.sqlite.durability", store_durability, "full",
+                   durabilities),
+    CFG_UINT_KEY("store.sqlite.busy_timeout_ms", store_busy_timeout_ms, 5000,
+                 0, MS_PER_HOUR),
+    CFG_UINT_KEY("store.sqlite.max_batch", store_max_batch, 256, 1, 65536),
+
+    CFG_STRING_KEY(struct sg_config, "driver.name", CFG_STRING, driver_name,
+                   "process", false),
+    CFG_STRING_KEY(struct sg_config, "driver.plugin", CFG_STRING,
+                   driver_plugin, NULL, false),
+    CFG_STRING_KEY(struct sg_config, "driver.settings", CFG_JSON,
+                   driver_settings, NULL, false),
 };
 
 /* The keys of one item of "listeners". */
@@ -438,7 +469,7 @@ static unsigned long long get_number(const void *base, const struct cfg_key *k)
 static bool kind_is_string(enum cfg_kind kind)
 {
     return kind == CFG_STRING || kind == CFG_ADDRESS ||
-           kind == CFG_LOG_FILTERS;
+           kind == CFG_LOG_FILTERS || kind == CFG_CHOICE || kind == CFG_JSON;
 }
 
 /* Range of an integer. Returns 0 or -1 with err set. */
@@ -452,6 +483,33 @@ static int check_number(const struct cfg_key *k, unsigned long long v,
         return -1;
     }
     return 0;
+}
+
+static bool is_choice(const struct cfg_key *k, const char *s)
+{
+    for (const char *const *c = k->choices; *c != NULL; c++) {
+        if (STREQ(*c, s))
+            return true;
+    }
+    return false;
+}
+
+/* "expected one of a, b, got 'x'" */
+static void report_bad_choice(const struct cfg_key *k, const char *s,
+                              const struct cfg_loc *loc, struct sg_error *err)
+{
+    char list[CFG_PATH_MAX] = "";
+    size_t used = 0;
+
+    for (const char *const *c = k->choices; *c != NULL; c++) {
+        int n = snprintf(list + used, sizeof(list) - used, "%s%s",
+                         c == k->choices ? "" : ", ", *c);
+        if (n < 0 || (size_t)n >= sizeof(list) - used)
+            break;
+        used += (size_t)n;
+    }
+    cfg_error(loc, err, "expected one of %s, got '%.*s'", list,
+              CFG_QUOTE_MAX, s);
 }
 
 /* Syntax of a set string (NULL is unset and fine). Returns 0 or -1. */
@@ -477,6 +535,9 @@ static int check_string(const struct cfg_key *k, const char *s,
             ret = -1;
         }
         sg_error_reset(&sub);
+    } else if (k->kind == CFG_CHOICE && !is_choice(k, s)) {
+        report_bad_choice(k, s, loc, err);
+        ret = -1;
     }
     return ret;
 }
@@ -498,6 +559,42 @@ static int set_string(void *base, const struct cfg_key *k, const char *s,
     free(*field);
     *field = copy;
     return 0;
+}
+
+/* Store obj as compact JSON text with sorted keys. */
+static int set_json(void *base, const struct cfg_key *k, const json_t *obj,
+                    struct sg_error *err)
+{
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    int ret;
+
+    if (text == NULL) {
+        report_no_memory(err);
+        return -1;
+    }
+    ret = set_string(base, k, text, err);
+    free(text);
+    return ret;
+}
+
+/* Store a JSON object given as text (an environment variable). */
+static int set_json_text(void *base, const struct cfg_key *k,
+                         const char *text, const struct cfg_loc *loc,
+                         struct sg_error *err)
+{
+    json_error_t jerr;
+    json_t *obj = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    int ret;
+
+    if (obj == NULL || !json_is_object(obj)) {
+        cfg_error(loc, err, "expected a JSON object: %s",
+                  obj == NULL ? jerr.text : "not an object");
+        json_decref(obj);
+        return -1;
+    }
+    ret = set_json(base, k, obj, err);
+    json_decref(obj);
+    return ret;
 }
 
 /*
@@ -543,9 +640,14 @@ static int set_scalar(void *base, const struct cfg_key *k, const char *text,
             goto bad_value;
         v = format;
         break;
+    case CFG_JSON:
+        if (is_null)
+            return set_string(base, k, NULL, err);
+        return set_json_text(base, k, text, loc, err);
     case CFG_STRING:
     case CFG_ADDRESS:
     case CFG_LOG_FILTERS:
+    case CFG_CHOICE:
         if (is_null)
             text = NULL;
         if (check_string(k, text, loc, err) < 0)
@@ -805,12 +907,115 @@ static int load_listeners(struct cfg_loader *ld, yaml_node_t *node,
     return ret;
 }
 
+/*
+ * A YAML node as JSON. Plain scalars follow the YAML 1.2 core schema (null,
+ * booleans, integers, floats, else strings); quoted scalars are strings.
+ * Returns a new reference, or NULL with err set.
+ */
+static json_t *yaml_to_json(struct cfg_loader *ld, yaml_node_t *node,
+                            const struct cfg_loc *loc)
+{
+    json_t *out = NULL;
+
+    if (node->type == YAML_SCALAR_NODE) {
+        const char *text = scalar_text(node);
+        unsigned long long u;
+        bool b;
+        char *end;
+        double d;
+
+        if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+            return json_string(text);
+        if (node_is_null(node))
+            return json_null();
+        if (parse_bool(text, &b) == 0)
+            return json_boolean(b);
+        if (parse_unsigned(text, &u) == 0 && u <= INT64_MAX)
+            return json_integer((json_int_t)u);
+        if (text[0] == '-' && parse_unsigned(text + 1, &u) == 0 &&
+            u <= INT64_MAX)
+            return json_integer(-(json_int_t)u);
+        errno = 0;
+        d = strtod(text, &end);
+        if (*text != '\0' && *end == '\0' && errno == 0 && isfinite(d))
+            return json_real(d);
+        return json_string(text);
+    }
+    if (node->type == YAML_SEQUENCE_NODE) {
+        out = json_array();
+        for (yaml_node_item_t *it = node->data.sequence.items.start;
+             out != NULL && it < node->data.sequence.items.top; it++) {
+            json_t *v = yaml_to_json(ld, yaml_document_get_node(ld->doc, *it),
+                                     loc);
+            if (v == NULL || json_array_append_new(out, v) < 0)
+                goto fail;
+        }
+        return out;
+    }
+    out = json_object();
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+         out != NULL && p < node->data.mapping.pairs.top; p++) {
+        yaml_node_t *key = yaml_document_get_node(ld->doc, p->key);
+        json_t *v;
+
+        if (key->type != YAML_SCALAR_NODE) {
+            cfg_error(loc, ld->err, "expected a scalar key, got a %s",
+                      node_kind_name(key));
+            goto fail;
+        }
+        if (json_object_get(out, scalar_text(key)) != NULL) {
+            cfg_error(loc, ld->err, "duplicate key '%.*s' on line %zu",
+                      CFG_QUOTE_MAX, scalar_text(key), node_line(key));
+            goto fail;
+        }
+        v = yaml_to_json(ld, yaml_document_get_node(ld->doc, p->value), loc);
+        if (v == NULL || json_object_set_new(out, scalar_text(key), v) < 0)
+            goto fail;
+    }
+    if (out != NULL)
+        return out;
+    report_no_memory(ld->err);
+    return NULL;
+
+ fail:
+    if (!sg_error_is_set(ld->err))
+        report_no_memory(ld->err);
+    json_decref(out);
+    return NULL;
+}
+
+static int load_json(struct cfg_loader *ld, const struct cfg_key *k,
+                     void *base, yaml_node_t *node, const struct cfg_loc *loc)
+{
+    json_t *obj;
+    int ret;
+
+    /* An empty mapping is the same as none: the driver gets "{}". */
+    if (node_is_null(node) ||
+        (node->type == YAML_MAPPING_NODE &&
+         node->data.mapping.pairs.top == node->data.mapping.pairs.start))
+        return set_string(base, k, NULL, ld->err);
+    if (node->type != YAML_MAPPING_NODE) {
+        cfg_error(loc, ld->err, "expected a mapping, got a %s",
+                  node_kind_name(node));
+        return -1;
+    }
+    obj = yaml_to_json(ld, node, loc);
+    if (obj == NULL)
+        return -1;
+    ret = set_json(base, k, obj, ld->err);
+    json_decref(obj);
+    return ret;
+}
+
 static int load_value(struct cfg_loader *ld, const struct cfg_key *k,
                       void *base, yaml_node_t *node,
                       const struct cfg_loc *loc)
 {
     if (k->kind == CFG_LISTENERS)
         return load_listeners(ld, node, loc);
+    if (k->kind == CFG_JSON)
+        return load_json(ld, k, base, node, loc);
     if (node->type != YAML_SCALAR_NODE) {
         cfg_error(loc, ld->err, "expected %s, got a %s",
                   kind_expected[k->kind], node_kind_name(node));

@@ -62,6 +62,18 @@ struct sg_config {
     char *log_filters;                 /* "cat:level,..." or NULL */
     enum sg_log_format log_format;     /* default auto */
     bool access_log;                   /* one line per call; default true */
+
+    /* store: */
+    char *store_backend;               /* "sqlite" */
+    char *store_path;                  /* NULL: <data_dir>/sandgate.db */
+    char *store_durability;            /* "full" (default) or "normal" */
+    unsigned store_busy_timeout_ms;    /* default 5000 */
+    unsigned store_max_batch;          /* writes per group commit; 256 */
+
+    /* driver: */
+    char *driver_name;                 /* built-in driver; default "process" */
+    char *driver_plugin;               /* absolute path of a driver .so */
+    char *driver_settings;             /* JSON object text, or NULL */
 };
 
 /* A config holding every default. NULL only when out of memory. */

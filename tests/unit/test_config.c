@@ -61,6 +61,14 @@ static void assert_defaults(const struct sg_config *cfg, bool listeners)
     ck_assert_ptr_null(cfg->log_filters);
     ck_assert_int_eq(cfg->log_format, SG_LOG_FORMAT_AUTO);
     ck_assert(cfg->access_log);
+    ck_assert_str_eq(cfg->store_backend, "sqlite");
+    ck_assert_ptr_null(cfg->store_path);
+    ck_assert_str_eq(cfg->store_durability, "full");
+    ck_assert_uint_eq(cfg->store_busy_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg->store_max_batch, 256);
+    ck_assert_str_eq(cfg->driver_name, "process");
+    ck_assert_ptr_null(cfg->driver_plugin);
+    ck_assert_ptr_null(cfg->driver_settings);
 }
 
 /* ---- defaults ------------------------------------------------------ */
@@ -370,6 +378,18 @@ static const struct {
     {"duplicate listener key",
      "listeners:\n  - address: 127.0.0.1:1\n    address: 127.0.0.1:2\n",
      "t.yaml:3: listeners[0].address: duplicate key (first on line 2)"},
+    {"bad durability", "store:\n  sqlite:\n    durability: fast\n",
+     "t.yaml:3: store.sqlite.durability: expected one of full, normal, got "
+     "'fast'"},
+    {"bad store backend", "store:\n  backend: mysql\n",
+     "t.yaml:2: store.backend: expected one of sqlite, got 'mysql'"},
+    {"zero batch", "store:\n  sqlite:\n    max_batch: 0\n",
+     "t.yaml:3: store.sqlite.max_batch: 0 is out of range (1..65536)"},
+    {"settings is a scalar", "driver:\n  settings: 3\n",
+     "t.yaml:2: driver.settings: expected a mapping, got a scalar"},
+    {"settings duplicate key",
+     "driver:\n  settings:\n    a: 1\n    a: 2\n",
+     "t.yaml:3: driver.settings: duplicate key 'a' on line 4"},
     {"long value is cut",
      "server:\n  workers: "
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
@@ -853,6 +873,57 @@ END_TEST
 
 /* ---- the shipped sample -------------------------------------------- */
 
+START_TEST(test_driver_settings_as_json)
+{
+    struct sg_config *cfg = load_ok(
+        "driver:\n"
+        "  name: noop\n"
+        "  settings:\n"
+        "    zeta: \"1\"\n"
+        "    alpha: 12\n"
+        "    neg: -3\n"
+        "    ratio: 0.5\n"
+        "    on: true\n"
+        "    none: ~\n"
+        "    word: hello\n"
+        "    list: [1, two, {k: v}]\n");
+
+    ck_assert_str_eq(cfg->driver_name, "noop");
+    /* Keys sorted; plain scalars typed by the YAML core schema, quoted
+       ones kept as strings. */
+    ck_assert_str_eq(cfg->driver_settings,
+                     "{\"alpha\":12,\"list\":[1,\"two\",{\"k\":\"v\"}],"
+                     "\"neg\":-3,\"none\":null,\"on\":true,\"ratio\":0.5,"
+                     "\"word\":\"hello\",\"zeta\":\"1\"}");
+    sg_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_driver_settings_from_env)
+{
+    char *const good[] = {"SANDGATE_DRIVER_SETTINGS={\"b\": 1, \"a\": [true]}",
+                          "SANDGATE_STORE_SQLITE_DURABILITY=normal", NULL};
+    char *const bad[] = {"SANDGATE_DRIVER_SETTINGS=[1]", NULL};
+    char *const dup[] = {"SANDGATE_DRIVER_SETTINGS={\"a\":1,\"a\":2}", NULL};
+    struct sg_config *cfg = sg_config_new();
+    struct sg_error err = SG_ERROR_INIT;
+
+    ck_assert_msg(sg_config_apply_env(cfg, good, &err) == 0, "%s",
+                  err.message);
+    ck_assert_str_eq(cfg->driver_settings, "{\"a\":[true],\"b\":1}");
+    ck_assert_str_eq(cfg->store_durability, "normal");
+    ck_assert_int_eq(sg_config_apply_env(cfg, bad, &err), -1);
+    ck_assert_str_eq(err.message, "environment: SANDGATE_DRIVER_SETTINGS: "
+                                  "expected a JSON object: not an object");
+    sg_error_reset(&err);
+    ck_assert_int_eq(sg_config_apply_env(cfg, dup, &err), -1);
+    ck_assert(STRPREFIX(err.message, "environment: SANDGATE_DRIVER_SETTINGS: "
+                                     "expected a JSON object: duplicate"));
+    sg_error_reset(&err);
+    sg_config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_sample_config)
 {
     struct sg_config *cfg = sg_config_new();
@@ -893,6 +964,8 @@ static Suite *config_suite(void)
     tcase_add_loop_test(load_tc, test_load_errors, 0,
                         (int)SG_N_ELEMENTS(load_errors));
     tcase_add_test(load_tc, test_load_file_missing);
+    tcase_add_test(load_tc, test_driver_settings_as_json);
+    tcase_add_test(env_tc, test_driver_settings_from_env);
     tcase_add_test(load_tc, test_load_file_error_names_file);
     tcase_add_loop_test(load_tc, test_addresses, 0,
                         (int)SG_N_ELEMENTS(address_cases));
