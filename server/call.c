@@ -16,6 +16,7 @@
 #include "internal.h"
 
 #include "transport.h"
+#include "server.h"
 #include "log.h"
 #include "status.h"
 #include "descriptors.h"
@@ -429,6 +430,11 @@ void sg_call_set_data(struct sg_call *call, void *data)
 void *sg_call_get_data(const struct sg_call *call)
 {
     return call->data;
+}
+
+void *sg_call_app_data(const struct sg_call *call)
+{
+    return sg_server_app_data(call->server);
 }
 
 const struct sg_method *sg_call_method(const struct sg_call *call)

@@ -102,6 +102,9 @@ bool sg_call_is_cancelled(const struct sg_call *call);
 void sg_call_set_data(struct sg_call *call, void *data);
 void *sg_call_get_data(const struct sg_call *call);
 
+/* The server's application context (sg_server_set_app_data). */
+void *sg_call_app_data(const struct sg_call *call);
+
 /* The method being served. Borrowed; lives as long as the server. */
 const struct sg_method *sg_call_method(const struct sg_call *call);
 

@@ -10,6 +10,8 @@
 #include "internal.h"
 
 #include "descriptors.h"
+#include "driver.h"
+#include "gateway.h"
 #include "health.h"
 #include "log.h"
 #include "server.h"
@@ -49,6 +51,7 @@ struct daemon {
     uv_signal_t sig_int;
     uv_signal_t sig_hup;
     struct sg_server *server;
+    struct sg_gateway gw;
     bool stopping;
 };
 
@@ -167,10 +170,77 @@ static int ensure_data_dir(const char *dir, struct sg_error *err)
     return -1;
 }
 
+/*
+ * Loop thread, after the last call ended. The reconciler stops first so
+ * that nothing starts new driver or store work; the store close waits for
+ * queued writes. Handles close on the loop; the memory behind them is
+ * freed after uv_run returns (close_gateway).
+ */
+static void stop_gateway(struct sg_gateway *gw)
+{
+    sg_reconciler_stop(gw->reconciler);
+    if (gw->driver)
+        sg_driver_close(gw->driver);
+    sg_store_close(gw->store);
+    gw->store = NULL;
+}
+
+static void free_gateway(struct sg_gateway *gw)
+{
+    sg_reconciler_free(gw->reconciler);
+    gw->reconciler = NULL;
+    sg_driver_free(gw->driver);
+    gw->driver = NULL;
+}
+
+/* Store, driver and reconciler, before the server takes calls. */
+static int open_gateway(struct daemon *d, struct sg_error *err)
+{
+    const struct sg_config *cfg = d->cfg;
+    struct sg_gateway *gw = &d->gw;
+    char db_path[4096], state_dir[4096];
+    struct sg_store_config sc = {
+        .backend = cfg->store_backend,
+        .durability = cfg->store_durability,
+        .busy_timeout_ms = cfg->store_busy_timeout_ms,
+        .max_batch = cfg->store_max_batch,
+    };
+    struct sg_driver_open_args da = {
+        .name = cfg->driver_plugin ? NULL : cfg->driver_name,
+        .plugin_path = cfg->driver_plugin,
+        .settings_json = cfg->driver_settings,
+        .state_dir = state_dir,
+        .loop = &d->loop,
+    };
+    struct sg_reconciler_config rc = {0};
+
+    snprintf(db_path, sizeof(db_path), "%s/sandgate.db", cfg->data_dir);
+    sc.path = cfg->store_path ? cfg->store_path : db_path;
+    snprintf(state_dir, sizeof(state_dir), "%s/drivers/%s", cfg->data_dir,
+             cfg->driver_plugin ? "plugin" : cfg->driver_name);
+    gw->limits = sg_validate_limits_default();
+    gw->local_owner = SG_LOCAL_OWNER;
+    gw->store = sg_store_open(&sc, err);
+    if (!gw->store)
+        return -1;
+    gw->driver = sg_driver_open(&da, err);
+    if (!gw->driver)
+        return -1;
+    gw->reconciler = sg_reconciler_start(&d->loop, gw->store, gw->driver, &rc,
+                                         err);
+    if (!gw->reconciler)
+        return -1;
+    SG_INFO("store %s at %s (durability %s); driver %s",
+            sg_store_backend(gw->store), sc.path, cfg->store_durability,
+            sg_driver_name(gw->driver));
+    return 0;
+}
+
 static void on_server_done(void *opaque)
 {
     struct daemon *d = opaque;
 
+    stop_gateway(&d->gw);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -319,7 +389,17 @@ static int run(struct daemon *d)
     sg_health_set_all(false);
 
     uv_loop_init(&d->loop);
+    if (open_gateway(d, &err) < 0) {
+        SG_ERROR("cannot start: %s", err.message);
+        stop_gateway(&d->gw);
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+        free_gateway(&d->gw);
+        uv_loop_close(&d->loop);
+        goto cleanup;
+    }
     d->server = sg_server_new(d->cfg, sg_services, &d->loop, &err);
+    if (d->server)
+        sg_server_set_app_data(d->server, &d->gw);
     if (!d->server || sg_server_start(d->server, &err) < 0) {
         SG_ERROR("cannot start: %s", err.message);
         /* The loop and server hold gRPC state that cannot be unwound
@@ -341,6 +421,7 @@ static int run(struct daemon *d)
 
     sg_server_free(d->server);
     d->server = NULL;
+    free_gateway(&d->gw);
     if (uv_loop_close(&d->loop) != 0)
         SG_WARN("event loop closed with handles still open");
     ret = 0;

@@ -92,6 +92,8 @@ struct sg_server {
     int open_handles;
     void (*done_cb)(void *opaque);
     void *done_opaque;
+
+    void *app_data; /* set before start, then only read */
 };
 
 /* Ask the loop to look at the shutdown state again (any thread). */
@@ -581,6 +583,16 @@ int sg_server_start(struct sg_server *srv, struct sg_error *err)
 int sg_server_bound_port(const struct sg_server *srv, size_t i)
 {
     return i < srv->n_listeners ? srv->ports[i] : 0;
+}
+
+void sg_server_set_app_data(struct sg_server *srv, void *data)
+{
+    srv->app_data = data;
+}
+
+void *sg_server_app_data(const struct sg_server *srv)
+{
+    return srv->app_data;
 }
 
 void sg_server_set_access_log(struct sg_server *srv, bool on)

@@ -57,6 +57,14 @@ int sg_server_reload_tls(struct sg_server *srv, struct sg_error *err);
 
 void sg_server_set_access_log(struct sg_server *srv, bool on);
 
+/*
+ * The application's context for handlers (the sandbox service, its store
+ * and driver), reached from a call with sg_call_app_data(). Set it before
+ * sg_server_start; borrowed, it must outlive the server.
+ */
+void sg_server_set_app_data(struct sg_server *srv, void *data);
+void *sg_server_app_data(const struct sg_server *srv);
+
 /* The port bound for listener i (useful with port 0), or 0 for unix. */
 int sg_server_bound_port(const struct sg_server *srv, size_t i);
 

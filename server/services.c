@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include "services.h"
+#include "svc_sandbox.h"
 
 #include "sandgate_v1_sandbox.pb-c.h"
 #include "sandgate_v1_credential.pb-c.h"
@@ -19,16 +20,21 @@
         .path = "/sandgate.v1." svc "/" name, .kind = (k),                     \
         .request = &sandgate__v1__##req##__descriptor,                         \
     }
+#define HANDLED(svc, name, k, req, fn)                                         \
+    {                                                                          \
+        .path = "/sandgate.v1." svc "/" name, .kind = (k),                     \
+        .request = &sandgate__v1__##req##__descriptor, .on_start = (fn),       \
+    }
 
 static const struct sg_method sandbox_methods[] = {
-    METHOD("SandboxService", "CreateSandbox", SG_METHOD_UNARY,
-           create_sandbox_request),
-    METHOD("SandboxService", "GetSandbox", SG_METHOD_UNARY,
-           get_sandbox_request),
-    METHOD("SandboxService", "ListSandboxes", SG_METHOD_UNARY,
-           list_sandboxes_request),
-    METHOD("SandboxService", "DeleteSandbox", SG_METHOD_UNARY,
-           delete_sandbox_request),
+    HANDLED("SandboxService", "CreateSandbox", SG_METHOD_UNARY,
+            create_sandbox_request, sg_svc_create_sandbox),
+    HANDLED("SandboxService", "GetSandbox", SG_METHOD_UNARY,
+            get_sandbox_request, sg_svc_get_sandbox),
+    HANDLED("SandboxService", "ListSandboxes", SG_METHOD_UNARY,
+            list_sandboxes_request, sg_svc_list_sandboxes),
+    HANDLED("SandboxService", "DeleteSandbox", SG_METHOD_UNARY,
+            delete_sandbox_request, sg_svc_delete_sandbox),
     METHOD("SandboxService", "StreamSandboxLogs", SG_METHOD_SERVER_STREAM,
            stream_sandbox_logs_request),
     METHOD("SandboxService", "ExecSandbox", SG_METHOD_BIDI_STREAM,

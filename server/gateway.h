@@ -1,0 +1,35 @@
+/*
+ * gateway.h: what the API handlers share (the server's app data).
+ *
+ * server/main.c builds one struct sg_gateway, hands it to the server with
+ * sg_server_set_app_data, and tears it down after the server has stopped.
+ * Handlers reach it with sg_call_app_data(call).
+ *
+ * OWNERSHIP: main.c owns every member.
+ * THREAD SAFETY: set up before the server starts, then only read; the
+ * members are themselves safe to use from request threads as their
+ * headers say (store: any thread; driver: validate/describe only;
+ * reconciler: kick only).
+ */
+#ifndef SG_GATEWAY_H
+#define SG_GATEWAY_H
+
+#include "internal.h"
+#include "driver.h"
+#include "reconciler.h"
+#include "store.h"
+#include "validate.h"
+
+struct sg_gateway {
+    struct sg_store *store;
+    struct sg_driver *driver;
+    struct sg_reconciler *reconciler;
+    struct sg_validate_limits limits;
+    /* The owner stamped on sandboxes until callers are authenticated. */
+    const char *local_owner;
+};
+
+/* The subject used while authentication is not built. */
+#define SG_LOCAL_OWNER "local:unauthenticated"
+
+#endif /* SG_GATEWAY_H */

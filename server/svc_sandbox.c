@@ -1,0 +1,586 @@
+/*
+ * svc_sandbox.c: sandgate.v1.SandboxService Create, Get, List and Delete.
+ *
+ * Every handler: validate the request, read or write the store, reply.
+ * Writes are group-committed by the store and answered from its callback
+ * (on the store's writer thread); the reconciler is kicked once a write
+ * that needs driver work is durable. Nothing here talks to the driver
+ * except config validation, which drivers allow from any thread.
+ */
+#include "internal.h"
+
+#include "svc_sandbox.h"
+
+#include "canon.h"
+#include "gateway.h"
+#include "log.h"
+#include "page_token.h"
+#include "sandbox_id.h"
+#include "sandbox_record.h"
+#include "selector.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+SG_LOG_INIT("server.sandbox");
+
+#define LIST_DEFAULT_PAGE 50
+#define LIST_MAX_PAGE 1000
+/* Rows a selector query may skip per page before it returns what it has. */
+#define LIST_SCAN_BUDGET 10000
+/* Tries of an unconditional delete that loses a race with the reconciler. */
+#define DELETE_TRIES 5
+
+/* Unpack a row and reply with it; the call gets an error if that fails. */
+static void reply_row(struct sg_call *call, const struct sg_sandbox_row *row)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    Sandgate__V1__Sandbox *sb = sg_record_unpack(row, &err);
+
+    if (sb) {
+        sg_call_reply(call, &sb->base);
+        sandgate__v1__sandbox__free_unpacked(sb, NULL);
+    } else {
+        SG_ERROR("%s", err.message);
+        sg_call_fail(call, &err);
+    }
+    sg_error_reset(&err);
+}
+
+/* The gateway, or NULL after failing the call (a server built without
+   one, as some tests do, serves no sandboxes). */
+static struct sg_gateway *gateway(struct sg_call *call)
+{
+    struct sg_gateway *gw = sg_call_app_data(call);
+
+    if (!gw)
+        sg_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
+                       "this server has no sandbox service");
+    return gw;
+}
+
+/* An id from a request: NOT_FOUND for ids that cannot exist. */
+static int check_id(const char *id, struct sg_error *err)
+{
+    if (!id || !*id) {
+        sg_error_add_violation(err, "id", "id is required");
+        return -1;
+    }
+    if (!sg_sandbox_id_valid(id)) {
+        sg_error_report(err, SG_ERR_NOT_FOUND, "sandbox not found");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- CreateSandbox --------------------------------------------------- */
+
+struct create_ctx {
+    struct sg_call *call;
+    struct sg_gateway *gw;
+    char request_hash[SG_HASH_SIZE];
+};
+
+/* Store thread: the create is durable (or was already there). */
+static void on_created(void *opaque, const struct sg_store_result *res)
+{
+    struct create_ctx *cc = opaque;
+
+    if (res->err) {
+        SG_ERROR("create failed: %s", res->err->message);
+        sg_call_fail(cc->call, res->err);
+    } else if (!res->created && STRNEQ(res->row->request_hash,
+                                       cc->request_hash)) {
+        struct sg_error err = SG_ERROR_INIT;
+        sg_error_report(&err, SG_ERR_ALREADY_EXISTS,
+                        "request_id '%s' was already used for sandbox '%s' "
+                        "with different content",
+                        res->row->request_id, res->row->id);
+        sg_call_fail(cc->call, &err);
+        sg_error_reset(&err);
+    } else {
+        reply_row(cc->call, res->row);
+        if (res->created)
+            sg_reconciler_kick(cc->gw->reconciler, res->row->id);
+    }
+    sg_call_unref(cc->call);
+    free(cc);
+}
+
+/* Let the driver check its block and report placement facts. */
+static int driver_admit(struct sg_gateway *gw, const Sandgate__V1__Sandbox *sb,
+                        char **namespace_name, struct sg_error *err)
+{
+    const char *driver = sg_driver_name(gw->driver);
+    char *block = sg_driver_block_json(sb->spec ? sb->spec->driver_config
+                                                : NULL,
+                                       driver, err);
+    struct sg_driver_placement placement;
+    struct sg_driver_view view;
+    int ret = -1;
+
+    memset(&placement, 0, sizeof(placement));
+    if (!block)
+        return -1;
+    if (sg_driver_view_init(&view, sb, block, err) < 0)
+        goto cleanup;
+    if (sg_driver_validate(gw->driver, &view.sb, err) == 0 &&
+        sg_driver_describe(gw->driver, &view.sb, &placement, err) == 0) {
+        *namespace_name = strdup(placement.namespace_name
+                                     ? placement.namespace_name : "");
+        if (*namespace_name)
+            ret = 0;
+        else
+            sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
+    }
+    sg_driver_view_clear(&view);
+
+ cleanup:
+    sg_driver_placement_clear(&placement);
+    free(block);
+    return ret;
+}
+
+/*
+ * The record as first stored: the caller's fields, plus everything the
+ * server assigns. Output-only fields were refused by validation.
+ */
+static int build_record(struct sg_gateway *gw,
+                        const Sandgate__V1__CreateSandboxRequest *req,
+                        const char *namespace_name, const char *request_hash,
+                        struct sg_sandbox_row *row, struct sg_error *err)
+{
+    Sandgate__V1__Sandbox sb = *req->sandbox; /* shallow: borrows fields */
+    Sandgate__V1__SandboxStatus st = SANDGATE__V1__SANDBOX_STATUS__INIT;
+    Sandgate__V1__Condition cond = SANDGATE__V1__CONDITION__INIT;
+    Sandgate__V1__Condition *conds[1] = {&cond};
+    Google__Protobuf__Timestamp now_ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    Google__Protobuf__Timestamp expire_ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    char id[SG_SANDBOX_ID_SIZE];
+    char policy_hash[SG_HASH_SIZE];
+    int64_t now = sg_now_ms();
+
+    if (sg_sandbox_id_new(id) < 0) {
+        sg_error_report(err, SG_ERR_INTERNAL, "cannot generate a sandbox id");
+        return -1;
+    }
+    sg_policy_hash(sb.spec ? sb.spec->policy : NULL, policy_hash);
+    now_ts.seconds = now / 1000;
+    now_ts.nanos = (int32_t)(now % 1000) * 1000000;
+
+    cond.type = "Ready";
+    cond.status = SANDGATE__V1__CONDITION_STATUS__CONDITION_STATUS_UNKNOWN;
+    cond.reason = "Accepted";
+    cond.message = "sandbox accepted";
+    cond.last_transition_time = &now_ts;
+    st.phase = SANDGATE__V1__SANDBOX_PHASE__SANDBOX_PHASE_ACCEPTED;
+    st.driver = (char *)sg_driver_name(gw->driver);
+    st.namespace_ = (char *)namespace_name;
+    st.policy_hash = policy_hash;
+    st.message = "sandbox accepted";
+    st.conditions = conds;
+    st.n_conditions = 1;
+    if (sb.spec && sb.spec->ttl_seconds) {
+        int64_t exp = now + (int64_t)sb.spec->ttl_seconds * 1000;
+        expire_ts.seconds = exp / 1000;
+        expire_ts.nanos = (int32_t)(exp % 1000) * 1000000;
+        st.expire_time = &expire_ts;
+    }
+
+    sb.id = id;
+    sb.owner = (char *)gw->local_owner;
+    sb.request_id = (char *)sg_create_request_id(req);
+    sb.status = &st;
+    sb.resource_version = 0;
+    sb.create_time = &now_ts;
+    sb.update_time = &now_ts;
+    sb.delete_time = NULL;
+    return sg_record_to_row(&sb, request_hash, row, err);
+}
+
+void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
+{
+    const Sandgate__V1__CreateSandboxRequest *req = (const void *)msg;
+    struct sg_gateway *gw = gateway(call);
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_sandbox_row row;
+    struct sg_event_row ev;
+    struct create_ctx *cc = NULL;
+    char *namespace_name = NULL;
+
+    if (!gw)
+        return;
+    memset(&row, 0, sizeof(row));
+    memset(&ev, 0, sizeof(ev));
+    if (sg_validate_create_sandbox(req, &gw->limits, &err) < 0)
+        goto cleanup;
+    if (req->sandbox->spec && req->sandbox->spec->n_credentials > 0) {
+        sg_error_report(&err, SG_ERR_UNIMPLEMENTED,
+                        "credential bindings are not supported yet: "
+                        "credential delivery is not built");
+        goto cleanup;
+    }
+    if (driver_admit(gw, req->sandbox, &namespace_name, &err) < 0)
+        goto cleanup;
+    cc = calloc(1, sizeof(*cc));
+    if (!cc) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto cleanup;
+    }
+    if (sg_create_request_hash(req, cc->request_hash, &err) < 0 ||
+        build_record(gw, req, namespace_name, cc->request_hash, &row,
+                     &err) < 0)
+        goto cleanup;
+    if (sg_event_for_row(&row, SG_EVENT_ACCEPTED, "Accepted",
+                         "sandbox accepted", &ev) < 0) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto cleanup;
+    }
+    cc->call = call;
+    cc->gw = gw;
+    sg_call_ref(call);
+    if (sg_store_create_sandbox(gw->store, &row, &ev, on_created, cc,
+                                &err) < 0) {
+        sg_call_unref(call);
+        goto cleanup;
+    }
+    cc = NULL; /* on_created owns it */
+
+ cleanup:
+    if (sg_error_is_set(&err))
+        sg_call_fail(call, &err);
+    free(cc);
+    free(namespace_name);
+    sg_event_row_clear(&ev);
+    sg_sandbox_row_clear(&row);
+    sg_error_reset(&err);
+}
+
+/* ---- GetSandbox ------------------------------------------------------ */
+
+static int visit_reply(void *opaque, const struct sg_sandbox_row *row)
+{
+    reply_row(opaque, row);
+    return 1;
+}
+
+void sg_svc_get_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
+{
+    const Sandgate__V1__GetSandboxRequest *req = (const void *)msg;
+    struct sg_gateway *gw = gateway(call);
+    struct sg_error err = SG_ERROR_INIT;
+    int found = -1;
+
+    if (!gw)
+        return;
+    if (check_id(req->id, &err) == 0)
+        found = sg_store_get_sandbox(gw->store, req->id,
+                                     visit_reply, call, &err);
+    if (found == 0)
+        sg_error_report(&err, SG_ERR_NOT_FOUND, "sandbox not found");
+    if (sg_error_is_set(&err))
+        sg_call_fail(call, &err);
+    sg_error_reset(&err);
+}
+
+/* ---- ListSandboxes --------------------------------------------------- */
+
+struct list_ctx {
+    const struct sg_selector *sel;
+    size_t want;               /* page size */
+    Sandgate__V1__Sandbox **items; /* want + 1 slots */
+    size_t n_items;
+    char *last_scanned;
+    size_t scanned;
+    struct sg_error *err;
+};
+
+static int visit_list(void *opaque, const struct sg_sandbox_row *row)
+{
+    struct list_ctx *lc = opaque;
+    Sandgate__V1__Sandbox *sb;
+    char *last = strdup(row->id);
+
+    if (!last) {
+        sg_error_report(lc->err, SG_ERR_NO_MEMORY, "out of memory");
+        return 1;
+    }
+    free(lc->last_scanned);
+    lc->last_scanned = last;
+    lc->scanned++;
+    sb = sg_record_unpack(row, lc->err);
+    if (!sb)
+        return 1;
+    if (!sg_selector_matches_labels(lc->sel, sb->labels, sb->n_labels)) {
+        sandgate__v1__sandbox__free_unpacked(sb, NULL);
+        return 0;
+    }
+    lc->items[lc->n_items++] = sb;
+    /* One more than a page tells us whether another page exists. */
+    return lc->n_items > lc->want;
+}
+
+static int list_page_size(int32_t page_size, struct sg_error *err)
+{
+    if (page_size < 0) {
+        sg_error_add_violation(err, "page_size", "must not be negative");
+        return -1;
+    }
+    if (page_size == 0)
+        return LIST_DEFAULT_PAGE;
+    return page_size > LIST_MAX_PAGE ? LIST_MAX_PAGE : page_size;
+}
+
+/* The request's filters, digested so a token cannot change them. */
+static void list_digest(const Sandgate__V1__ListSandboxesRequest *req,
+                        uint8_t out[SG_PAGE_DIGEST_SIZE])
+{
+    char phase[16];
+    const char *parts[5];
+
+    snprintf(phase, sizeof(phase), "%d", (int)req->phase);
+    parts[0] = req->tenant;
+    parts[1] = req->project;
+    parts[2] = req->namespace_;
+    parts[3] = req->label_selector;
+    parts[4] = phase;
+    sg_page_filter_digest(parts, SG_N_ELEMENTS(parts), out);
+}
+
+static int list_filter(const Sandgate__V1__ListSandboxesRequest *req,
+                       struct sg_sandbox_filter *f, struct sg_error *err)
+{
+    memset(f, 0, sizeof(*f));
+    f->tenant = *req->tenant ? req->tenant : NULL;
+    f->project = *req->project ? req->project : NULL;
+    f->namespace_name = *req->namespace_ ? req->namespace_ : NULL;
+    if (req->phase == SANDGATE__V1__SANDBOX_PHASE__SANDBOX_PHASE_UNSPECIFIED) {
+        /* Deleted sandboxes are kept as tombstones; list them on request. */
+        f->phases = SG_PHASES_ACTIVE;
+    } else if ((int)req->phase >= (int)SG_PHASE_ACCEPTED &&
+               (int)req->phase <= (int)SG_PHASE_DELETED) {
+        f->phases = SG_PHASE_BIT(req->phase);
+    } else {
+        sg_error_add_violation(err, "phase", "unknown phase %d",
+                               (int)req->phase);
+        return -1;
+    }
+    return 0;
+}
+
+static void list_reply(struct sg_call *call, struct list_ctx *lc,
+                       bool more, const uint8_t *digest,
+                       struct sg_error *err)
+{
+    Sandgate__V1__ListSandboxesResponse resp =
+        SANDGATE__V1__LIST_SANDBOXES_RESPONSE__INIT;
+    char *token = NULL;
+    size_t n = lc->n_items > lc->want ? lc->want : lc->n_items;
+
+    if (lc->n_items > lc->want)
+        token = sg_page_token_encode(lc->items[n - 1]->id, digest);
+    else if (more && lc->last_scanned)
+        token = sg_page_token_encode(lc->last_scanned, digest);
+    if ((lc->n_items > lc->want || more) && !token) {
+        sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
+        return;
+    }
+    resp.sandboxes = lc->items;
+    resp.n_sandboxes = n;
+    resp.next_page_token = token ? token : "";
+    sg_call_reply(call, &resp.base);
+    free(token);
+}
+
+void sg_svc_list_sandboxes(struct sg_call *call, const ProtobufCMessage *msg)
+{
+    const Sandgate__V1__ListSandboxesRequest *req = (const void *)msg;
+    struct sg_gateway *gw = gateway(call);
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_selector *sel = NULL;
+    struct sg_sandbox_filter f;
+    uint8_t digest[SG_PAGE_DIGEST_SIZE];
+    struct list_ctx lc = {.err = &err};
+    char *after = NULL;
+    int page = list_page_size(req->page_size, &err);
+    size_t budget;
+    ssize_t n;
+
+    if (!gw)
+        return;
+    if (list_filter(req, &f, &err) < 0 || page < 0)
+        goto cleanup;
+    sel = sg_selector_parse(req->label_selector, &err);
+    if (!sel)
+        goto cleanup;
+    list_digest(req, digest);
+    if (*req->page_token &&
+        sg_page_token_decode(req->page_token, digest, &after, &err) < 0)
+        goto cleanup;
+    lc.sel = sel;
+    lc.want = (size_t)page;
+    lc.items = calloc(lc.want + 1, sizeof(*lc.items));
+    if (!lc.items) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto cleanup;
+    }
+    /* Without a selector every row matches: read one more than a page. */
+    budget = sg_selector_is_empty(sel) ? lc.want + 1 : LIST_SCAN_BUDGET;
+    n = sg_store_list_sandboxes(gw->store, &f, after, budget,
+                                visit_list, &lc, &err);
+    if (n < 0 || sg_error_is_set(&err))
+        goto cleanup;
+    /* The budget ran out before the page filled: more rows may match. */
+    list_reply(call, &lc, (size_t)n == budget && lc.n_items <= lc.want,
+               digest, &err);
+
+ cleanup:
+    if (sg_error_is_set(&err))
+        sg_call_fail(call, &err);
+    for (size_t i = 0; i < lc.n_items; i++)
+        sandgate__v1__sandbox__free_unpacked(lc.items[i], NULL);
+    free(lc.items);
+    free(lc.last_scanned);
+    free(after);
+    sg_selector_free(sel);
+    sg_error_reset(&err);
+}
+
+/* ---- DeleteSandbox --------------------------------------------------- */
+
+struct delete_ctx {
+    struct sg_call *call;
+    struct sg_gateway *gw;
+    char *id;
+    uint64_t expected_rv; /* from the request; 0 = unconditional */
+    unsigned tries;
+};
+
+static void delete_try(struct delete_ctx *dc);
+
+static void delete_ctx_free(struct delete_ctx *dc)
+{
+    sg_call_unref(dc->call);
+    free(dc->id);
+    free(dc);
+}
+
+/* Store thread: the DELETING state is durable, or the write lost. */
+static void on_deleting(void *opaque, const struct sg_store_result *res)
+{
+    struct delete_ctx *dc = opaque;
+
+    if (!res->err) {
+        reply_row(dc->call, res->row);
+        sg_reconciler_kick(dc->gw->reconciler, dc->id);
+    } else if (res->err->code == SG_ERR_ABORTED && !dc->expected_rv &&
+               dc->tries < DELETE_TRIES) {
+        /* The reconciler moved it meanwhile; the caller did not ask for
+           a particular version, so read again and retry. */
+        delete_try(dc);
+        return;
+    } else if (res->err->code == SG_ERR_ABORTED) {
+        struct sg_error err = SG_ERROR_INIT;
+        sg_error_report(&err, SG_ERR_ABORTED,
+                        "sandbox was modified concurrently; read it again");
+        sg_call_fail(dc->call, &err);
+        sg_error_reset(&err);
+    } else {
+        sg_call_fail(dc->call, res->err);
+    }
+    delete_ctx_free(dc);
+}
+
+static int copy_row(void *opaque, const struct sg_sandbox_row *row)
+{
+    struct sg_sandbox_row **out = opaque;
+
+    *out = sg_sandbox_row_copy(row);
+    return 1;
+}
+
+/* Read, check, write DELETING. Ends the call and frees dc unless the
+   write is queued (then on_deleting does). */
+static void delete_try(struct delete_ctx *dc)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_sandbox_row *row = NULL;
+    struct sg_sandbox_row next;
+    struct sg_event_row evs[SG_RECORD_MAX_EVENTS];
+    size_t n_evs = 0;
+    struct sg_record_change chg = {
+        .phase = SG_PHASE_DELETING, .events = {SG_EVENT_DELETE_REQUESTED},
+        .reason = "DeleteRequested", .message = "delete requested",
+        .set_delete_time = true};
+    int found;
+
+    memset(&next, 0, sizeof(next));
+    dc->tries++;
+    found = sg_store_get_sandbox(dc->gw->store, dc->id, copy_row, &row, &err);
+    if (found == 0)
+        sg_error_report(&err, SG_ERR_NOT_FOUND, "sandbox not found");
+    else if (found == 1 && !row)
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+    if (found != 1 || !row)
+        goto cleanup;
+    if (row->phase == SG_PHASE_DELETING || row->phase == SG_PHASE_DELETED) {
+        reply_row(dc->call, row); /* already on its way: not an error */
+        goto cleanup;
+    }
+    if (dc->expected_rv && dc->expected_rv != row->resource_version) {
+        sg_error_report(&err, SG_ERR_ABORTED,
+                        "resource_version mismatch: expected %" PRIu64
+                        ", current %" PRIu64,
+                        dc->expected_rv, row->resource_version);
+        goto cleanup;
+    }
+    if (sg_record_apply(row, &chg, &next, evs, &n_evs, &err) < 0 ||
+        sg_store_update_sandbox(dc->gw->store, &next, row->resource_version,
+                                evs, n_evs, on_deleting, dc, &err) < 0)
+        goto cleanup;
+    dc = NULL; /* on_deleting owns it */
+
+ cleanup:
+    if (dc) {
+        if (sg_error_is_set(&err))
+            sg_call_fail(dc->call, &err);
+        delete_ctx_free(dc);
+    }
+    for (size_t i = 0; i < n_evs; i++)
+        sg_event_row_clear(&evs[i]);
+    sg_sandbox_row_clear(&next);
+    sg_sandbox_row_free(row);
+    sg_error_reset(&err);
+}
+
+void sg_svc_delete_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
+{
+    const Sandgate__V1__DeleteSandboxRequest *req = (const void *)msg;
+    struct sg_gateway *gw = gateway(call);
+    struct sg_error err = SG_ERROR_INIT;
+    struct delete_ctx *dc;
+
+    if (!gw)
+        return;
+    if (check_id(req->id, &err) < 0) {
+        sg_call_fail(call, &err);
+        sg_error_reset(&err);
+        return;
+    }
+    dc = calloc(1, sizeof(*dc));
+    if (dc)
+        dc->id = strdup(req->id);
+    if (!dc || !dc->id) {
+        free(dc);
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        sg_call_fail(call, &err);
+        sg_error_reset(&err);
+        return;
+    }
+    dc->call = call;
+    dc->gw = gw;
+    dc->expected_rv = req->expected_resource_version;
+    sg_call_ref(call);
+    delete_try(dc);
+}

@@ -1,0 +1,399 @@
+/*
+ * test_reconciler.c: the reconciler against the real SQLite store and the
+ * built-in noop driver, on a real libuv loop.
+ *
+ * Rows are written the way CreateSandbox writes them (sg_record_to_row), the
+ * reconciler is kicked, and the loop runs until the row reaches the phase
+ * the case expects. The event rows then must hold exactly the transitions.
+ */
+#include "internal.h"
+
+#include "testutils.h"
+
+#include "driver.h"
+#include "reconciler.h"
+#include "sandbox_id.h"
+#include "sandbox_record.h"
+#include "store.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct fixture {
+    char dir[64];
+    char db[128];
+    char state[128];
+    uv_loop_t loop;
+    struct sg_store *store;
+    struct sg_driver *driver;
+    struct sg_reconciler *rec;
+};
+
+static void rm_rf(const char *path)
+{
+    char cmd[256];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void open_all(struct fixture *f, const char *settings)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_store_config sc = {.backend = "sqlite", .path = f->db,
+                                 .durability = "normal"};
+    struct sg_driver_open_args da = {.name = "noop",
+                                     .settings_json = settings,
+                                     .state_dir = f->state, .loop = &f->loop};
+    struct sg_reconciler_config rc = {.expiry_interval_ms = 100,
+                                      .retry_base_ms = 10,
+                                      .retry_max_ms = 100,
+                                      .resume_page = 3};
+
+    uv_loop_init(&f->loop);
+    f->store = sg_store_open(&sc, &err);
+    ck_assert_msg(f->store != NULL, "%s", err.message);
+    f->driver = sg_driver_open(&da, &err);
+    ck_assert_msg(f->driver != NULL, "%s", err.message);
+    f->rec = sg_reconciler_start(&f->loop, f->store, f->driver, &rc, &err);
+    ck_assert_msg(f->rec != NULL, "%s", err.message);
+}
+
+static void close_all(struct fixture *f)
+{
+    sg_reconciler_stop(f->rec);
+    sg_driver_close(f->driver);
+    sg_store_close(f->store);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    sg_reconciler_free(f->rec);
+    sg_driver_free(f->driver);
+    ck_assert_int_eq(uv_loop_close(&f->loop), 0);
+}
+
+static void setup(struct fixture *f)
+{
+    memset(f, 0, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/sg-rec-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/db", f->dir);
+    snprintf(f->state, sizeof(f->state), "%s/noop", f->dir);
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+struct written {
+    bool done;
+    bool ok;
+};
+
+static void on_written(void *opaque, const struct sg_store_result *res)
+{
+    struct written *w = opaque;
+
+    w->ok = res->err == NULL;
+    __atomic_store_n(&w->done, true, __ATOMIC_SEQ_CST);
+}
+
+static void wait_written(struct written *w)
+{
+    for (int i = 0; i < 5000 && !__atomic_load_n(&w->done, __ATOMIC_SEQ_CST);
+         i++)
+        usleep(1000);
+    ck_assert(w->done);
+    ck_assert(w->ok);
+}
+
+/* Store a fresh ACCEPTED sandbox as CreateSandbox would; returns its id. */
+static char *add_sandbox(struct fixture *f, const char *block, uint32_t ttl,
+                         int64_t expire_time)
+{
+    Sandgate__V1__Sandbox sb = SANDGATE__V1__SANDBOX__INIT;
+    Sandgate__V1__SandboxSpec spec = SANDGATE__V1__SANDBOX_SPEC__INIT;
+    Sandgate__V1__SandboxStatus st = SANDGATE__V1__SANDBOX_STATUS__INIT;
+    Google__Protobuf__Timestamp exp = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    Google__Protobuf__Struct dc = GOOGLE__PROTOBUF__STRUCT__INIT;
+    Google__Protobuf__Struct inner = GOOGLE__PROTOBUF__STRUCT__INIT;
+    Google__Protobuf__Value v = GOOGLE__PROTOBUF__VALUE__INIT;
+    Google__Protobuf__Value msg = GOOGLE__PROTOBUF__VALUE__INIT;
+    Google__Protobuf__Struct__FieldsEntry e =
+        GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
+    Google__Protobuf__Struct__FieldsEntry ie =
+        GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
+    Google__Protobuf__Struct__FieldsEntry *ep[1] = {&e}, *iep[1] = {&ie};
+    struct sg_sandbox_row row;
+    struct sg_event_row ev;
+    struct sg_error err = SG_ERROR_INIT;
+    struct written w = {0};
+    char id[SG_SANDBOX_ID_SIZE];
+
+    ck_assert_int_eq(sg_sandbox_id_new(id), 0);
+    sb.id = id;
+    sb.name = "n";
+    sb.tenant = "t";
+    sb.owner = "o";
+    sb.spec = &spec;
+    sb.status = &st;
+    st.phase = SANDGATE__V1__SANDBOX_PHASE__SANDBOX_PHASE_ACCEPTED;
+    spec.ttl_seconds = ttl;
+    if (expire_time) {
+        exp.seconds = expire_time / 1000;
+        exp.nanos = (int32_t)(expire_time % 1000) * 1000000;
+        st.expire_time = &exp;
+    }
+    if (block) {
+        /* {"noop": {"fail": block}} */
+        msg.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+        msg.string_value = (char *)block;
+        ie.key = "fail";
+        ie.value = &msg;
+        inner.fields = iep;
+        inner.n_fields = 1;
+        v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+        v.struct_value = &inner;
+        e.key = "noop";
+        e.value = &v;
+        dc.fields = ep;
+        dc.n_fields = 1;
+        spec.driver_config = &dc;
+    }
+    ck_assert_int_eq(sg_record_to_row(&sb, "h", &row, &err), 0);
+    ck_assert_int_eq(sg_event_for_row(&row, SG_EVENT_ACCEPTED, "Accepted", "",
+                                      &ev), 0);
+    ck_assert_int_eq(sg_store_create_sandbox(f->store, &row, &ev, on_written,
+                                             &w, &err), 0);
+    wait_written(&w);
+    sg_event_row_clear(&ev);
+    sg_sandbox_row_clear(&row);
+    return strdup(id);
+}
+
+static int copy_phase(void *opaque, const struct sg_sandbox_row *row)
+{
+    *(enum sg_phase *)opaque = row->phase;
+    return 1;
+}
+
+static enum sg_phase phase_of(struct fixture *f, const char *id)
+{
+    enum sg_phase p = 0;
+
+    ck_assert_int_ge(sg_store_get_sandbox(f->store, id, copy_phase, &p, NULL),
+                     0);
+    return p;
+}
+
+/* Run the loop until id is in phase want (or fail after ~10 s). */
+static void run_until(struct fixture *f, const char *id, enum sg_phase want)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (phase_of(f, id) == want)
+            return;
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    ck_abort_msg("sandbox %s is %s, want %s", id,
+                 sg_phase_name(phase_of(f, id)), sg_phase_name(want));
+}
+
+struct types {
+    const char *id;
+    int list[32];
+    size_t n;
+};
+
+static int collect_type(void *opaque, const struct sg_event_row *ev)
+{
+    struct types *t = opaque;
+
+    if (STREQ(ev->sandbox_id, t->id) && t->n < SG_N_ELEMENTS(t->list))
+        t->list[t->n++] = (int)ev->type;
+    return 0;
+}
+
+static void assert_events(struct fixture *f, const char *id,
+                          const int *want, size_t n)
+{
+    struct types t = {.id = id};
+
+    ck_assert_int_ge(sg_store_list_events(f->store, 0, 100000, collect_type,
+                                          &t, NULL), 0);
+    ck_assert_uint_eq(t.n, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(t.list[i] == want[i], "event %zu of %s: %d, want %d", i,
+                      id, t.list[i], want[i]);
+}
+
+/* Record a delete request, as DeleteSandbox does. */
+static int copy_row(void *opaque, const struct sg_sandbox_row *row)
+{
+    *(struct sg_sandbox_row **)opaque = sg_sandbox_row_copy(row);
+    return 1;
+}
+
+static void request_delete(struct fixture *f, const char *id)
+{
+    struct sg_sandbox_row *row = NULL, next;
+    struct sg_event_row ev[SG_RECORD_MAX_EVENTS];
+    size_t n_ev = 0;
+    struct sg_record_change chg = {.phase = SG_PHASE_DELETING,
+                                   .events = {SG_EVENT_DELETE_REQUESTED},
+                                   .reason = "DeleteRequested",
+                                   .set_delete_time = true};
+    struct written w = {0};
+
+    ck_assert_int_eq(sg_store_get_sandbox(f->store, id, copy_row, &row, NULL),
+                     1);
+    ck_assert_int_eq(sg_record_apply(row, &chg, &next, ev, &n_ev, NULL), 0);
+    ck_assert_uint_eq(n_ev, 1);
+    ck_assert_int_eq(sg_store_update_sandbox(f->store, &next,
+                                             row->resource_version, ev, n_ev,
+                                             on_written, &w, NULL), 0);
+    wait_written(&w);
+    sg_event_row_clear(&ev[0]);
+    sg_sandbox_row_clear(&next);
+    sg_sandbox_row_free(row);
+    sg_reconciler_kick(f->rec, id);
+}
+
+/* ---- cases ------------------------------------------------------------ */
+
+START_TEST(test_create_to_ready_to_deleted)
+{
+    struct fixture f;
+    static const int want[] = {
+        SG_EVENT_ACCEPTED, SG_EVENT_ALLOCATION_STARTED,
+        SG_EVENT_RESOURCE_CREATED, SG_EVENT_READY,
+        SG_EVENT_DELETE_REQUESTED, SG_EVENT_DELETED};
+    char *id;
+
+    setup(&f);
+    open_all(&f, NULL);
+    id = add_sandbox(&f, NULL, 0, 0);
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_READY);
+    request_delete(&f, id);
+    run_until(&f, id, SG_PHASE_DELETED);
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_driver_failure_fails_the_sandbox)
+{
+    struct fixture f;
+    static const int want[] = {SG_EVENT_ACCEPTED, SG_EVENT_ALLOCATION_STARTED,
+                               SG_EVENT_RESOURCE_CREATED, SG_EVENT_FAILED};
+    char *id;
+
+    setup(&f);
+    open_all(&f, NULL);
+    id = add_sandbox(&f, "boom", 0, 0);
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_FAILED);
+    /* Nothing more happens to a failed sandbox by itself. */
+    for (int i = 0; i < 200; i++) {
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+        usleep(500);
+    }
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_ttl_expiry)
+{
+    struct fixture f;
+    static const int want[] = {
+        SG_EVENT_ACCEPTED, SG_EVENT_ALLOCATION_STARTED,
+        SG_EVENT_RESOURCE_CREATED, SG_EVENT_READY, SG_EVENT_EXPIRED,
+        SG_EVENT_DELETED};
+    char *id;
+
+    setup(&f);
+    open_all(&f, NULL);
+    /* Expires 500 ms from now; nothing kicks it but the TTL scan. */
+    id = add_sandbox(&f, NULL, 1, sg_now_ms() + 500);
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_READY);
+    run_until(&f, id, SG_PHASE_DELETED);
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_resume_pages_through_every_row)
+{
+    struct fixture f;
+    char *ids[10];
+    struct sg_reconciler_stats st;
+
+    setup(&f);
+    /* A store with ACCEPTED rows and no reconciler running. */
+    {
+        struct sg_error err = SG_ERROR_INIT;
+        struct sg_store_config sc = {.backend = "sqlite", .path = f.db,
+                                     .durability = "normal"};
+        f.store = sg_store_open(&sc, &err);
+        ck_assert_msg(f.store != NULL, "%s", err.message);
+        for (size_t i = 0; i < SG_N_ELEMENTS(ids); i++)
+            ids[i] = add_sandbox(&f, NULL, 0, 0);
+        sg_store_close(f.store);
+    }
+    /* resume_page is 3: ten rows take four pages. */
+    open_all(&f, NULL);
+    for (size_t i = 0; i < SG_N_ELEMENTS(ids); i++)
+        run_until(&f, ids[i], SG_PHASE_READY);
+    sg_reconciler_get_stats(f.rec, &st);
+    ck_assert(st.resumed);
+    close_all(&f);
+    for (size_t i = 0; i < SG_N_ELEMENTS(ids); i++)
+        free(ids[i]);
+    rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_ready_sandbox_lost_across_restart)
+{
+    struct fixture f;
+    char *id;
+
+    setup(&f);
+    open_all(&f, NULL);
+    id = add_sandbox(&f, NULL, 0, 0);
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_READY);
+    close_all(&f);
+    /* The noop driver forgets everything when closed, as a backend that
+       lost its objects would: the restarted reconciler must notice. */
+    open_all(&f, NULL);
+    run_until(&f, id, SG_PHASE_FAILED);
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
+static Suite *reconciler_suite(void)
+{
+    Suite *s = suite_create("reconciler");
+    TCase *tc = tcase_create("core");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_create_to_ready_to_deleted);
+    tcase_add_test(tc, test_driver_failure_fails_the_sandbox);
+    tcase_add_test(tc, test_ttl_expiry);
+    tcase_add_test(tc, test_resume_pages_through_every_row);
+    tcase_add_test(tc, test_ready_sandbox_lost_across_restart);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+SG_TEST_MAIN(reconciler_suite)
