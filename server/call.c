@@ -296,14 +296,26 @@ static grpc_byte_buffer *pack(const ProtobufCMessage *msg)
     return bb;
 }
 
-int sg_call_send(struct sg_call *call, const ProtobufCMessage *msg)
+static grpc_byte_buffer *copy_bytes(const void *data, size_t len)
+{
+    grpc_slice s = grpc_slice_from_copied_buffer(data, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+
+    grpc_slice_unref(s);
+    return bb;
+}
+
+/* Queue bb (owned) for sending. */
+static int send_bb(struct sg_call *call, grpc_byte_buffer *bb)
 {
     struct sg_pending_send *p = malloc(sizeof(*p));
     int ret = -1;
 
-    if (!p)
+    if (!p) {
+        grpc_byte_buffer_destroy(bb);
         return -1;
-    p->bb = pack(msg);
+    }
+    p->bb = bb;
     p->next = NULL;
 
     pthread_mutex_lock(&call->mu);
@@ -327,6 +339,11 @@ int sg_call_send(struct sg_call *call, const ProtobufCMessage *msg)
     return ret;
 }
 
+int sg_call_send(struct sg_call *call, const ProtobufCMessage *msg)
+{
+    return send_bb(call, pack(msg));
+}
+
 /* Record the status to send. Returns false if the call already finished. */
 static bool set_status_locked(struct sg_call *call, grpc_status_code code,
                               const char *message, grpc_slice *details)
@@ -346,7 +363,8 @@ static bool set_status_locked(struct sg_call *call, grpc_status_code code,
     return true;
 }
 
-void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg)
+/* Send bb (owned) and status OK. */
+static void reply_bb(struct sg_call *call, grpc_byte_buffer *bb)
 {
     grpc_op ops[4];
     size_t n;
@@ -355,17 +373,18 @@ void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg)
     if (call->q_head || call->send_busy) {
         /* A stream with messages still queued: keep the order. */
         pthread_mutex_unlock(&call->mu);
-        if (sg_call_send(call, msg) == 0)
+        if (send_bb(call, bb) == 0)
             sg_call_finish(call, GRPC_STATUS_OK, NULL);
         return;
     }
     if (call->cancelled || !set_status_locked(call, GRPC_STATUS_OK, NULL,
                                               NULL)) {
         pthread_mutex_unlock(&call->mu);
+        grpc_byte_buffer_destroy(bb);
         return;
     }
     /* The common unary case: metadata, message and status in one batch. */
-    call->send_bb = pack(msg);
+    call->send_bb = bb;
     n = add_initial_md_op_locked(call, &ops[0]);
     n += add_message_op(&ops[n], call->send_bb);
     fill_status_op_locked(call, &ops[n++]);
@@ -373,6 +392,16 @@ void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg)
     call->status_started = true;
     start_batch_locked(call, ops, n, &call->tag_status);
     pthread_mutex_unlock(&call->mu);
+}
+
+void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg)
+{
+    reply_bb(call, pack(msg));
+}
+
+void sg_call_reply_bytes(struct sg_call *call, const void *data, size_t len)
+{
+    reply_bb(call, copy_bytes(data, len));
 }
 
 static void finish_with(struct sg_call *call, grpc_status_code code,

@@ -84,6 +84,12 @@ int sg_call_send(struct sg_call *call, const ProtobufCMessage *msg);
 
 /* Send msg and status OK (unary). */
 void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg);
+/*
+ * The same with the response already serialized (len bytes at data,
+ * copied before return): for records stored packed, which need no decode
+ * and re-encode to be answered.
+ */
+void sg_call_reply_bytes(struct sg_call *call, const void *data, size_t len);
 
 /* End the call with a status; message may be NULL. */
 void sg_call_finish(struct sg_call *call, grpc_status_code code,

@@ -54,6 +54,32 @@ Sandgate__V1__Sandbox *sg_record_unpack(const struct sg_sandbox_row *row,
     return sb;
 }
 
+static void add_varint(struct sg_buf *out, uint64_t v)
+{
+    uint8_t b[10];
+    size_t n = 0;
+
+    do {
+        b[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            b[n] |= 0x80;
+        n++;
+    } while (v);
+    sg_buf_add(out, b, n);
+}
+
+int sg_record_wire(const struct sg_sandbox_row *row, struct sg_buf *out)
+{
+    /* Sandbox.resource_version is field 11, wire type 0 (varint). */
+    const uint64_t rv_key = 11 << 3 | 0;
+
+    sg_buf_add(out, row->record, row->record_len);
+    add_varint(out, rv_key);
+    add_varint(out, row->resource_version);
+    return sg_buf_error(out) ? -1 : 0;
+}
+
 static char *dup_or_empty(const char *s)
 {
     return strdup(s ? s : "");

@@ -21,6 +21,7 @@
 
 #include "internal.h"
 #include "error.h"
+#include "buf.h"
 #include "store.h"
 
 #include "sandgate_v1_sandbox.pb-c.h"
@@ -37,6 +38,16 @@ int64_t sg_now_ms(void);
  */
 Sandgate__V1__Sandbox *sg_record_unpack(const struct sg_sandbox_row *row,
                                         struct sg_error *err);
+
+/*
+ * Append to out the wire form of the Sandbox in row, as sg_record_unpack
+ * and a re-pack would give it, without decoding: the record followed by
+ * the resource_version field, which protobuf parsers merge over the stale
+ * copy inside (the last value of a scalar field wins). The record's phase
+ * and update_time always equal the columns (they are written together),
+ * so only the version needs this. Returns 0 or -1 (no memory).
+ */
+int sg_record_wire(const struct sg_sandbox_row *row, struct sg_buf *out);
 
 /*
  * Pack sb into row->record and set every typed column from sb.

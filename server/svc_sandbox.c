@@ -102,7 +102,7 @@ static void on_created(void *opaque, const struct sg_store_result *res)
     } else {
         reply_row(cc->call, res->row);
         if (res->created)
-            sg_reconciler_kick(cc->gw->reconciler, res->row->id);
+            sg_reconciler_kick_row(cc->gw->reconciler, res->row);
     }
     sg_call_unref(cc->call);
     free(cc);
@@ -259,9 +259,21 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
 
 /* ---- GetSandbox ------------------------------------------------------ */
 
+/* Answer straight from the stored bytes: no decode, no re-encode. */
 static int visit_reply(void *opaque, const struct sg_sandbox_row *row)
 {
-    reply_row(opaque, row);
+    struct sg_call *call = opaque;
+    struct sg_buf wire = SG_BUF_INIT;
+
+    if (sg_record_wire(row, &wire) == 0) {
+        sg_call_reply_bytes(call, wire.data, wire.len);
+    } else {
+        struct sg_error err = SG_ERROR_INIT;
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        sg_call_fail(call, &err);
+        sg_error_reset(&err);
+    }
+    sg_buf_free(&wire);
     return 1;
 }
 
@@ -473,7 +485,7 @@ static void on_deleting(void *opaque, const struct sg_store_result *res)
 
     if (!res->err) {
         reply_row(dc->call, res->row);
-        sg_reconciler_kick(dc->gw->reconciler, dc->id);
+        sg_reconciler_kick_row(dc->gw->reconciler, res->row);
     } else if (res->err->code == SG_ERR_ABORTED && !dc->expected_rv &&
                dc->tries < DELETE_TRIES) {
         /* The reconciler moved it meanwhile; the caller did not ask for
