@@ -42,6 +42,9 @@ struct item {
     bool dirty;      /* kicked while busy: look again afterwards */
     bool created;    /* driver create succeeded since we started */
     struct obs obs;
+    /* The row as last written or read: the next step starts from it
+       instead of reading the store. A conflict drops it (read again). */
+    struct sg_sandbox_row *row;
     unsigned attempts;
     int64_t retry_at; /* uv_now() ms of the next try; 0 = none */
 };
@@ -90,8 +93,28 @@ static struct item *item_get(struct sg_reconciler *rec, const char *id)
 
 static void item_free(struct item *it)
 {
+    sg_sandbox_row_free(it->row);
     free(it->id);
     free(it);
+}
+
+/* Cache row (owned) unless the item already has a newer one. */
+static void item_take_row(struct item *it, struct sg_sandbox_row *row)
+{
+    if (!row)
+        return;
+    if (it->row && it->row->resource_version >= row->resource_version) {
+        sg_sandbox_row_free(row);
+        return;
+    }
+    sg_sandbox_row_free(it->row);
+    it->row = row;
+}
+
+static void item_forget_row(struct item *it)
+{
+    sg_sandbox_row_free(it->row);
+    it->row = NULL;
 }
 
 /* Forget an idle item (its next kick starts afresh). */
@@ -143,9 +166,17 @@ static void backoff(struct item *it, const char *why)
 struct write_done {
     struct sg_reconciler *rec;
     char *id;
+    struct sg_sandbox_row *row; /* as written, or NULL */
     enum sg_err_code code;
     char message[SG_ERROR_MESSAGE_MAX + 32];
 };
+
+static void write_done_free(struct write_done *wd)
+{
+    sg_sandbox_row_free(wd->row);
+    free(wd->id);
+    free(wd);
+}
 
 static void write_done_on_loop(void *arg)
 {
@@ -155,18 +186,22 @@ static void write_done_on_loop(void *arg)
 
     if (it) {
         it->busy = false;
-        if (wd->code == SG_ERR_OK || wd->code == SG_ERR_ABORTED ||
-            wd->code == SG_ERR_NOT_FOUND) {
-            /* Done, or someone else changed it first: look again. */
-            if (wd->code == SG_ERR_OK)
-                it->attempts = 0;
+        if (wd->code == SG_ERR_OK) {
+            it->attempts = 0;
+            item_take_row(it, wd->row);
+            wd->row = NULL;
+            step(it);
+        } else if (wd->code == SG_ERR_ABORTED ||
+                   wd->code == SG_ERR_NOT_FOUND) {
+            /* Someone else changed it first: read it again. */
+            item_forget_row(it);
             step(it);
         } else {
+            item_forget_row(it);
             backoff(it, wd->message);
         }
     }
-    free(wd->id);
-    free(wd);
+    write_done_free(wd);
 }
 
 /* Store thread: hand the result to the loop. */
@@ -178,10 +213,10 @@ static void on_write(void *opaque, const struct sg_store_result *res)
     if (res->err)
         snprintf(wd->message, sizeof(wd->message), "store write failed: %s",
                  res->err->message);
-    if (sg_loop_post(wd->rec->queue, write_done_on_loop, wd) < 0) {
-        free(wd->id);
-        free(wd);
-    }
+    else
+        wd->row = sg_sandbox_row_copy(res->row); /* NULL: read it again */
+    if (sg_loop_post(wd->rec->queue, write_done_on_loop, wd) < 0)
+        write_done_free(wd);
 }
 
 /* Apply chg to row with a conditional write; the item is busy until done. */
@@ -500,7 +535,18 @@ static void step(struct item *it)
     }
     it->dirty = false;
     atomic_fetch_add(&rec->steps, 1);
+    if (it->row) {
+        step_row(it, it->row);
+        return;
+    }
     found = sg_store_get_sandbox(rec->store, it->id, copy_row, &row, &err);
+    if (found == 1 && row) {
+        /* Cache it: step_row may drop the item, which frees the row. */
+        it->row = row;
+        step_row(it, row);
+        sg_error_reset(&err);
+        return;
+    }
     if (found < 0 || (found == 1 && !row)) {
         backoff(it, found < 0 ? err.message : "out of memory");
     } else if (found == 0) {
@@ -513,10 +559,7 @@ static void step(struct item *it)
         } else {
             item_drop(it);
         }
-    } else {
-        step_row(it, row);
     }
-    sg_sandbox_row_free(row);
     sg_error_reset(&err);
 }
 
@@ -533,29 +576,58 @@ static void step_id(struct sg_reconciler *rec, const char *id)
 
 /* ---- kicks, watch, timers -------------------------------------------- */
 
+struct kick_msg {
+    struct sg_reconciler *rec;
+    struct sg_sandbox_row *row; /* the row as just written, or NULL */
+    char id[];
+};
+
 static void kick_on_loop(void *arg)
 {
-    struct sg_reconciler *rec;
-    char *id = arg;
+    struct kick_msg *m = arg;
+    struct item *it = m->rec->stopping ? NULL : item_get(m->rec, m->id);
 
-    memcpy(&rec, id, sizeof(rec));
-    if (!rec->stopping)
-        step_id(rec, id + sizeof(rec));
-    free(id);
+    if (it) {
+        /* A kick says the row changed: use the row it carries, or read
+           the store again. */
+        if (m->row)
+            item_take_row(it, m->row);
+        else
+            item_forget_row(it);
+        m->row = NULL;
+        step(it);
+    }
+    sg_sandbox_row_free(m->row);
+    free(m);
+}
+
+static void kick(struct sg_reconciler *rec, const char *id,
+                 const struct sg_sandbox_row *row)
+{
+    size_t len = strlen(id);
+    struct kick_msg *m = malloc(sizeof(*m) + len + 1);
+
+    if (!m)
+        return; /* the next resume or TTL scan finds it */
+    m->rec = rec;
+    /* Without a copy the loop reads the store: correct, only slower. */
+    m->row = row ? sg_sandbox_row_copy(row) : NULL;
+    memcpy(m->id, id, len + 1);
+    if (sg_loop_post(rec->queue, kick_on_loop, m) < 0) {
+        sg_sandbox_row_free(m->row);
+        free(m);
+    }
 }
 
 void sg_reconciler_kick(struct sg_reconciler *rec, const char *id)
 {
-    size_t len = strlen(id);
-    /* One allocation: the reconciler pointer, then the id. */
-    char *msg = malloc(sizeof(rec) + len + 1);
+    kick(rec, id, NULL);
+}
 
-    if (!msg)
-        return; /* the next resume or TTL scan finds it */
-    memcpy(msg, &rec, sizeof(rec));
-    memcpy(msg + sizeof(rec), id, len + 1);
-    if (sg_loop_post(rec->queue, kick_on_loop, msg) < 0)
-        free(msg);
+void sg_reconciler_kick_row(struct sg_reconciler *rec,
+                            const struct sg_sandbox_row *row)
+{
+    kick(rec, row->id, row);
 }
 
 static void on_watch(void *opaque, const struct sg_driver_status *st)

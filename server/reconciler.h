@@ -64,8 +64,14 @@ struct sg_reconciler *sg_reconciler_start(uv_loop_t *loop,
                                           struct sg_error *err)
     SG_WARN_UNUSED_RESULT;
 
-/* Look at sandbox id soon. Any thread; ignored once stopping. */
+/* Look at sandbox id soon, reading it from the store. Any thread;
+   ignored once stopping. */
 void sg_reconciler_kick(struct sg_reconciler *rec, const char *id);
+
+/* The same for a row just written (copied; the loop starts from it
+   instead of reading the store). Any thread. */
+void sg_reconciler_kick_row(struct sg_reconciler *rec,
+                            const struct sg_sandbox_row *row);
 
 /*
  * Stop taking steps: timers and the work queue close; results still in
