@@ -130,11 +130,15 @@ def wait_for(fn, timeout=None, what='condition'):
 
 
 def bwrap_available():
-    """True if bubblewrap can make the namespaces the process driver uses."""
+    """True if bubblewrap can make the namespaces the process driver uses,
+    as the user sandboxes run as (nobody, when the tests run as root)."""
     import subprocess
+    prefix = []
+    if os.geteuid() == 0:
+        prefix = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']
     try:
-        r = subprocess.run(['bwrap', '--unshare-all', '--ro-bind', '/', '/',
-                            '--proc', '/proc', '--dev', '/dev', 'true'],
+        r = subprocess.run(prefix + ['bwrap', '--unshare-all', '--ro-bind', '/', '/',
+                                     '--proc', '/proc', '--dev', '/dev', 'true'],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=20)
         return r.returncode == 0
