@@ -175,11 +175,14 @@ int sg_page_token_decode(const char *token,
             "page token does not match this request's filters");
         return -1;
     }
-    *last_id =
-        strndup((const char *)payload + HEADER_SIZE, (size_t)n - HEADER_SIZE);
+    /* Not strndup: the id may fill payload to its last byte, with no NUL
+       after it to stop at. */
+    *last_id = malloc((size_t)n - HEADER_SIZE + 1);
     if (*last_id == NULL) {
         sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
         return -1;
     }
+    memcpy(*last_id, payload + HEADER_SIZE, (size_t)n - HEADER_SIZE);
+    (*last_id)[n - HEADER_SIZE] = '\0';
     return 0;
 }
