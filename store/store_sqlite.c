@@ -119,9 +119,11 @@ static const char *const wstmt_sql[W_COUNT] = {
 };
 
 /* Fixed read statements; list/count ones are per filter shape. */
-enum rstmt { R_GET, R_EVENTS, R_COUNT };
+enum rstmt { R_GET, R_EVENTS, R_BEGIN, R_END, R_COUNT };
 
 static const char *const rstmt_sql[R_COUNT] = {
+    [R_BEGIN] = "BEGIN",
+    [R_END] = "COMMIT",
     [R_GET] = "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE id = ?1",
     [R_EVENTS] = "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ?1 "
                  "ORDER BY seq LIMIT ?2",
@@ -146,6 +148,11 @@ struct shape_stmt {
 
 struct read_conn {
     sqlite3 *db;
+    /* A read transaction left open between reads, while no commit has
+       happened since it began (epoch): starting and ending one costs two
+       fcntl() calls on the WAL index, as much as the read itself. */
+    bool in_txn;
+    uint64_t epoch;
     sqlite3_stmt *st[R_COUNT];
     struct shape_stmt *shapes;
     size_t n_shapes;
@@ -199,6 +206,7 @@ struct sqlite_store {
     bool writer_started;
     pthread_t writer;
     struct sg_store_stats stats; /* but read_waits */
+    uint64_t commit_epoch; /* commits so far (atomic): readers' freshness */
     uint64_t rv;          /* writer: last resource_version of the batch */
     uint64_t seq;         /* writer: last event seq of the batch */
 
@@ -747,6 +755,9 @@ static int apply_update(struct sqlite_store *s, struct write_req *req)
     return 0;
 }
 
+static void readers_committed(struct sqlite_store *s);
+static void readers_release(struct sqlite_store *s);
+
 /* A request failed after changing the database: rerun with savepoints. */
 #define NEEDS_ISOLATION (-2)
 
@@ -834,6 +845,8 @@ static void run_batch(struct sqlite_store *s, struct write_req **batch,
         for (i = 0; i < n; i++)
             req_reset_outcome(batch[i]);
         stage = "begin";
+        /* Idle readers' snapshots would keep the WAL from restarting. */
+        readers_release(s);
         rc = step_done(s, W_BEGIN);
         if (rc == SQLITE_OK) {
             stage = "read counter";
@@ -856,6 +869,7 @@ static void run_batch(struct sqlite_store *s, struct write_req **batch,
             rc = step_done(s, W_COMMIT);
         }
         if (rc == SQLITE_OK) {
+            readers_committed(s);
             pthread_mutex_lock(&s->lock);
             s->stats.commits++;
             pthread_mutex_unlock(&s->lock);
@@ -995,9 +1009,33 @@ static void *completer_main(void *arg)
 
 /* --- reads ------------------------------------------------------------- */
 
+static void run_simple(sqlite3_stmt *st)
+{
+    (void)sqlite3_step(st);
+    sqlite3_reset(st);
+}
+
+/* End c's open read transaction, if any. */
+static void reader_end(struct read_conn *c)
+{
+    if (!c->in_txn)
+        return;
+    run_simple(c->st[R_END]);
+    if (!sqlite3_get_autocommit(c->db))
+        (void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    c->in_txn = false;
+}
+
+/*
+ * A connection whose snapshot includes every commit acknowledged so far:
+ * its open read transaction if nothing was committed since it began, else
+ * a new one. The epoch is read before the transaction's first read takes
+ * its snapshot, so a commit in between only causes a needless refresh.
+ */
 static struct read_conn *checkout(struct sqlite_store *s)
 {
     struct read_conn *c;
+    uint64_t now;
 
     pthread_mutex_lock(&s->pool_lock);
     if (s->n_free == 0)
@@ -1006,7 +1044,36 @@ static struct read_conn *checkout(struct sqlite_store *s)
         pthread_cond_wait(&s->pool_cond, &s->pool_lock);
     c = s->free_readers[--s->n_free];
     pthread_mutex_unlock(&s->pool_lock);
+
+    now = __atomic_load_n(&s->commit_epoch, __ATOMIC_ACQUIRE);
+    if (c->in_txn && c->epoch != now)
+        reader_end(c);
+    if (!c->in_txn && sqlite3_step(c->st[R_BEGIN]) == SQLITE_DONE) {
+        c->in_txn = true;
+        c->epoch = now;
+    }
+    sqlite3_reset(c->st[R_BEGIN]);
     return c;
+}
+
+/*
+ * Writer, after a commit: readers must see it, and idle read transactions
+ * would keep the WAL from being checkpointed past their snapshots. End
+ * those of idle connections now; busy ones refresh at their next checkout.
+ */
+/* Writer: end the read transactions of idle readers. */
+static void readers_release(struct sqlite_store *s)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    for (size_t i = 0; i < s->n_free; i++)
+        reader_end(s->free_readers[i]);
+    pthread_mutex_unlock(&s->pool_lock);
+}
+
+static void readers_committed(struct sqlite_store *s)
+{
+    __atomic_add_fetch(&s->commit_epoch, 1, __ATOMIC_RELEASE);
+    readers_release(s);
 }
 
 static void checkin(struct sqlite_store *s, struct read_conn *c)
@@ -1530,6 +1597,8 @@ static void close_reader(struct sqlite_store *s, struct read_conn *c)
 {
     size_t i;
 
+    if (c->db && c->st[R_END])
+        reader_end(c);
     finalize_all(c->st, R_COUNT);
     for (i = 0; i < c->n_shapes; i++)
         sqlite3_finalize(c->shapes[i].st);

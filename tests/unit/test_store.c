@@ -498,6 +498,49 @@ START_TEST(test_create_idempotent)
 }
 END_TEST
 
+/*
+ * Readers keep a read transaction open between reads while nothing was
+ * committed: every read that follows an acknowledged write must still see
+ * it, and idle readers must not keep the WAL from being checkpointed.
+ */
+START_TEST(test_reads_see_every_acknowledged_write)
+{
+    char path[256];
+    struct sg_store *store;
+    struct sg_sandbox_row row = mkrow("sb-1", "alice", "");
+    struct waiter w = WAITER_INIT;
+    sqlite3 *raw;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    ck_assert_uint_eq(create_ok(store, &row), 1);
+    for (int i = 0; i < 200; i++) {
+        struct sg_sandbox_row *got;
+
+        /* Reads first, so the pool's connections hold snapshots. */
+        for (int j = 0; j < 3; j++)
+            sg_sandbox_row_free(get_row(store, "sb-1"));
+        row.phase = (enum sg_phase)(1 + i % 6);
+        ck_assert_int_eq(update_wait(store, &row, 0, NULL, &w), SG_ERR_OK);
+        waiter_clear(&w);
+        got = get_row(store, "sb-1");
+        ck_assert_ptr_nonnull(got);
+        ck_assert_uint_eq(got->resource_version, (uint64_t)i + 2);
+        ck_assert_int_eq(got->phase, row.phase);
+        sg_sandbox_row_free(got);
+    }
+    /* A commit ends the read transactions of idle readers: after one, a
+       full checkpoint that resets the WAL is not blocked (its first
+       column, "busy", is 0). */
+    ck_assert_int_eq(update_wait(store, &row, 0, NULL, &w), SG_ERR_OK);
+    waiter_clear(&w);
+    raw = raw_open(path);
+    ck_assert_int_eq(raw_int(raw, "PRAGMA wal_checkpoint(TRUNCATE)"), 0);
+    raw_close(raw);
+    sg_store_close(store);
+}
+END_TEST
+
 START_TEST(test_create_duplicate_id)
 {
     char path[256];
@@ -1801,6 +1844,7 @@ static Suite *store_suite(void)
     tcase_add_test(ops, test_create_get);
     tcase_add_test(ops, test_create_idempotent);
     tcase_add_test(ops, test_create_duplicate_id);
+    tcase_add_test(ops, test_reads_see_every_acknowledged_write);
     tcase_add_test(ops, test_update);
     tcase_add_loop_test(ops, test_list_filters, 0,
                         (int)SG_N_ELEMENTS(filter_cases));
