@@ -290,22 +290,6 @@ int sg_event_for_row(const struct sg_sandbox_row *row,
     return 0;
 }
 
-void sg_event_row_clear(struct sg_event_row *ev)
-{
-    if (!ev)
-        return;
-    free(ev->sandbox_id);
-    free(ev->sandbox_name);
-    free(ev->namespace_name);
-    free(ev->tenant);
-    free(ev->project);
-    free(ev->owner);
-    free(ev->request_id);
-    free(ev->reason);
-    free(ev->message);
-    memset(ev, 0, sizeof(*ev));
-}
-
 static int cmp_env(const void *a, const void *b)
 {
     const Sandgate__V1__SandboxSpec__EnvEntry *const *x = a;

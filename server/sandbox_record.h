@@ -92,7 +92,6 @@ int sg_record_apply(const struct sg_sandbox_row *old,
 int sg_event_for_row(const struct sg_sandbox_row *row,
                      enum sg_event_type type, const char *reason,
                      const char *message, struct sg_event_row *ev);
-void sg_event_row_clear(struct sg_event_row *ev);
 
 /*
  * The driver's view of a sandbox (struct sg_driver_sandbox) built from a

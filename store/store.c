@@ -270,7 +270,7 @@ struct sg_event_row *sg_event_row_copy(const struct sg_event_row *ev)
     return out;
 }
 
-void sg_event_row_free(struct sg_event_row *ev)
+void sg_event_row_clear(struct sg_event_row *ev)
 {
     if (!ev)
         return;
@@ -283,6 +283,12 @@ void sg_event_row_free(struct sg_event_row *ev)
     free(ev->request_id);
     free(ev->reason);
     free(ev->message);
+    memset(ev, 0, sizeof(*ev));
+}
+
+void sg_event_row_free(struct sg_event_row *ev)
+{
+    sg_event_row_clear(ev);
     free(ev);
 }
 

@@ -349,6 +349,8 @@ void sg_sandbox_row_clear(struct sg_sandbox_row *row);
 struct sg_event_row *sg_event_row_copy(const struct sg_event_row *ev);
 /* Free an owned event (and its strings). NULL-safe. */
 void sg_event_row_free(struct sg_event_row *ev);
+/* Free only the strings inside an event row. NULL-safe. */
+void sg_event_row_clear(struct sg_event_row *ev);
 
 /* Stable lower-case name of a phase ("ready"), or "unknown". */
 const char *sg_phase_name(enum sg_phase phase);

@@ -841,6 +841,23 @@ static void on_probe_timeout(uv_timer_t *t)
     process_pidfd_signal(p->pidfd, SIGKILL);
 }
 
+/* What the sandbox and its readiness probes are launched with alike. */
+static void launch_base(struct process_launch *l, const struct pd_sandbox *s,
+                        const char *hide, const char *work, const char *reach)
+{
+    const struct pd_driver *drv = s->drv;
+
+    l->bwrap = drv->settings.bwrap;
+    l->rootfs = s->rec.rootfs;
+    l->hide_dir = hide;
+    l->work_dir = work;
+    l->reach_dir = reach;
+    l->uid = drv->run_uid;
+    l->gid = drv->run_gid;
+    l->chdir = s->rec.chdir;
+    l->network = s->rec.network;
+}
+
 static void start_probe(struct pd_sandbox *s)
 {
     struct pd_driver *drv = s->drv;
@@ -883,15 +900,7 @@ static void start_probe(struct pd_sandbox *s)
             err.message);
         goto retry;
     }
-    l.bwrap = drv->settings.bwrap;
-    l.rootfs = s->rec.rootfs;
-    l.hide_dir = hide;
-    l.work_dir = work;
-    l.reach_dir = reach;
-    l.uid = drv->run_uid;
-    l.gid = drv->run_gid;
-    l.chdir = s->rec.chdir;
-    l.network = s->rec.network;
+    launch_base(&l, s, hide, work, reach);
     l.probe = true;
     l.argv = (const char *const *)s->rec.readiness.argv;
     l.argc = s->rec.readiness.argc;
@@ -1399,16 +1408,8 @@ static int sandbox_start(struct pd_sandbox *s,
     hostname = sb->name != NULL && sb->name[0] != '\0' && strlen(sb->name) <= 63
                    ? sb->name
                    : s->id;
-    l.bwrap = drv->settings.bwrap;
-    l.rootfs = s->rec.rootfs;
-    l.hide_dir = hide;
-    l.work_dir = work;
-    l.reach_dir = reach;
-    l.uid = drv->run_uid;
-    l.gid = drv->run_gid;
-    l.chdir = s->rec.chdir;
+    launch_base(&l, s, hide, work, reach);
     l.hostname = hostname;
-    l.network = s->rec.network;
     l.argv = sb->command;
     l.argc = sb->n_command;
     l.env_names = sb->env_names;
