@@ -284,7 +284,10 @@ int sg_store_create_sandbox(struct sg_store *store,
 #define SG_STORE_MAX_EVENTS 8
 
 /*
- * Replace the row with row->id by row (every column and the record) and
+ * Update the row with row->id from row: its phase, update_time and record
+ * (the identity and ownership columns, namespace and expire_time are fixed
+ * when the sandbox is created and are not rewritten; callers pass them as
+ * stored, and the result echoes row), and
  * append the n_evs events evs (at most SG_STORE_MAX_EVENTS; they get
  * consecutive sequence numbers and share the new resource_version), if the
  * stored resource_version equals expected_rv (0: any). n_evs may be 0 for

@@ -106,10 +106,10 @@ static const char *const wstmt_sql[W_COUNT] = {
     [W_INSERT] = "INSERT INTO sandboxes (" SANDBOX_COLUMNS ") VALUES "
                  "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
                  "?14)",
-    [W_UPDATE] = "UPDATE sandboxes SET name = ?2, tenant = ?3, project = ?4, "
-                 "owner = ?5, request_id = ?6, request_hash = ?7, "
-                 "namespace = ?8, phase = ?9, create_time = ?10, "
-                 "update_time = ?11, expire_time = ?12, "
+    /* Only the columns a sandbox's life changes: SQLite maintains every
+       index on a column named in SET, changed or not. The parameter
+       numbers are bind_row's; the others are bound and unused. */
+    [W_UPDATE] = "UPDATE sandboxes SET phase = ?9, update_time = ?11, "
                  "resource_version = ?13, record = ?14 WHERE id = ?1",
     [W_INSERT_EVENT] = "INSERT INTO events (time, type, sandbox_id, "
                        "sandbox_name, namespace, tenant, project, owner, "

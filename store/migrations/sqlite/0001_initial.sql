@@ -5,11 +5,11 @@
 -- (keyset pagination), so each filter index ends in id: the index alone
 -- yields rows in page order.
 --
--- Indexes are few on purpose: every one is another B-tree to update on
--- each write, and writes are what the store is measured by. Tenant (the
--- usual first filter) and the TTL scan have one; project, namespace,
--- owner and phase filters are applied while paging by id. The table is
--- keyed by id itself (WITHOUT ROWID), so the id needs no separate index.
+-- Every index is another B-tree to update on each write. Updates rewrite
+-- only phase, update_time, resource_version and record, so the ownership
+-- indexes cost once, at create; only the phase index moves on updates.
+-- The table is keyed by id itself (WITHOUT ROWID), so the id needs no
+-- separate index.
 
 CREATE TABLE sandboxes (
     id               TEXT    NOT NULL PRIMARY KEY,
@@ -33,6 +33,10 @@ CREATE TABLE sandboxes (
 CREATE UNIQUE INDEX sandboxes_owner_request
     ON sandboxes (owner, request_id) WHERE request_id <> '';
 CREATE INDEX sandboxes_tenant ON sandboxes (tenant, id);
+CREATE INDEX sandboxes_project ON sandboxes (project, id);
+CREATE INDEX sandboxes_namespace ON sandboxes (namespace, id);
+CREATE INDEX sandboxes_owner ON sandboxes (owner, id);
+CREATE INDEX sandboxes_phase ON sandboxes (phase, id);
 -- The TTL sweeper's query; most sandboxes may have no deadline.
 CREATE INDEX sandboxes_expire
     ON sandboxes (expire_time) WHERE expire_time > 0;
