@@ -265,6 +265,18 @@ def median(xs):
     return statistics.median(xs) if xs else float('nan')
 
 
+def public_args(argv):
+    """The command line as recorded: a build directory outside the tree is
+    shown as 'build', so results name no machine paths."""
+    out = []
+    for i, a in enumerate(argv):
+        if i > 0 and argv[i - 1] == '--build-dir' and os.path.isabs(a) and \
+                not a.startswith(REPO):
+            a = 'build'
+        out.append(a)
+    return out
+
+
 def render(args, creates, gets, lists):
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
                             stdout=subprocess.PIPE, text=True).stdout.strip() or 'unknown'
@@ -278,7 +290,7 @@ def render(args, creates, gets, lists):
     L = [MARK_BEGIN, '## SandboxService: durable creates, reads, listing', '',
          '- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
          '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
-         '- command: `bench/run-sandbox.py %s`' % ' '.join(sys.argv[1:]),
+         '- command: `bench/run-sandbox.py %s`' % ' '.join(public_args(sys.argv[1:])),
          '- machine: %d CPUs, %s, kernel %s' % (os.cpu_count(), cpu or 'unknown CPU',
                                                 os.uname().release),
          '- driver: noop (records only); store: SQLite in the build directory\'s file system',
