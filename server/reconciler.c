@@ -59,10 +59,14 @@ struct sg_reconciler {
     uv_timer_t tick;
     uv_timer_t resume_timer;
     uint64_t next_ttl_scan;
+    uint64_t next_resync;
+    char *resync_after;      /* cursor of the resync pass in progress */
+    bool resyncing;
     char *resume_after;      /* last id of the previous resume page */
     bool stopping;
 
-    atomic_uint_fast64_t steps, writes, driver_calls, retries, orphans;
+    atomic_uint_fast64_t steps, writes, driver_calls, retries, orphans,
+        resyncs;
     atomic_size_t active;
     atomic_bool resumed;
 };
@@ -723,6 +727,51 @@ static int collect_dirty(void *opaque, const char *key, void *value)
     return 0;
 }
 
+/*
+ * One page of a resync pass: forget what the driver last said about each
+ * provisioning or ready sandbox, so that its next step asks again (get, or
+ * an idempotent create for one still provisioning). Busy ones are skipped:
+ * their step in flight brings fresh news.
+ */
+static void resync_page(struct sg_reconciler *rec, uint64_t now)
+{
+    struct sg_sandbox_filter f = {
+        .phases = SG_PHASE_BIT(SG_PHASE_PROVISIONING) |
+                  SG_PHASE_BIT(SG_PHASE_READY)};
+    struct sg_error err = SG_ERROR_INIT;
+    struct id_list l = {0};
+    ssize_t n;
+
+    rec->resyncing = true;
+    n = sg_store_list_sandboxes(rec->store, &f, rec->resync_after,
+                                rec->cfg.resume_page, collect_id, &l, &err);
+    for (size_t i = 0; n >= 0 && i < l.n; i++) {
+        struct item *it = item_get(rec, l.ids[i]);
+
+        if (it && !it->busy && !it->retry_at) {
+            it->obs.have = false;
+            it->created = false;
+            item_forget_row(it);
+        }
+    }
+    if (n > 0 && l.n > 0) {
+        free(rec->resync_after);
+        rec->resync_after = strdup(l.ids[l.n - 1]);
+    }
+    if (n < 0 || (size_t)n < rec->cfg.resume_page || !rec->resync_after) {
+        if (n < 0)
+            SG_WARN("resync: listing sandboxes failed: %s", err.message);
+        else
+            atomic_fetch_add(&rec->resyncs, 1);
+        free(rec->resync_after);
+        rec->resync_after = NULL;
+        rec->resyncing = false;
+        rec->next_resync = now + rec->cfg.resync_interval_ms;
+    }
+    step_ids(rec, &l, n >= 0);
+    sg_error_reset(&err);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     struct sg_reconciler *rec = t->data;
@@ -744,6 +793,8 @@ static void tick_cb(uv_timer_t *t)
         rec->next_ttl_scan = now + rec->cfg.expiry_interval_ms;
         ttl_scan(rec);
     }
+    if (rec->resyncing || now >= rec->next_resync)
+        resync_page(rec, now);
 }
 
 /* ---- resume ---------------------------------------------------------- */
@@ -830,6 +881,14 @@ static void apply_defaults(struct sg_reconciler_config *c)
         c->resume_page = 500;
 }
 
+static void apply_resync_default(struct sg_reconciler_config *c,
+                                 struct sg_driver *driver)
+{
+    if (!c->resync_interval_ms)
+        c->resync_interval_ms =
+            (sg_driver_caps(driver) & SG_DRIVER_CAP_WATCH) ? 60000 : 2000;
+}
+
 struct sg_reconciler *sg_reconciler_start(uv_loop_t *loop,
                                           struct sg_store *store,
                                           struct sg_driver *driver,
@@ -847,6 +906,7 @@ struct sg_reconciler *sg_reconciler_start(uv_loop_t *loop,
     rec->driver = driver;
     rec->cfg = *cfg;
     apply_defaults(&rec->cfg);
+    apply_resync_default(&rec->cfg, driver);
     rec->items = sg_strmap_new();
     if (!rec->items) {
         sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
@@ -869,6 +929,7 @@ struct sg_reconciler *sg_reconciler_start(uv_loop_t *loop,
         goto fail;
     if (sg_driver_list(driver, on_list, rec, NULL) < 0)
         uv_timer_start(&rec->resume_timer, resume_page_cb, 0, 0);
+    rec->next_resync = uv_now(loop) + rec->cfg.resync_interval_ms;
     uv_timer_start(&rec->tick, tick_cb, TICK_MS, TICK_MS);
     return rec;
 
@@ -909,6 +970,7 @@ void sg_reconciler_free(struct sg_reconciler *rec)
     sg_strmap_foreach(rec->items, free_item, NULL);
     sg_strmap_free(rec->items);
     free(rec->resume_after);
+    free(rec->resync_after);
     free(rec);
 }
 
@@ -920,6 +982,7 @@ void sg_reconciler_get_stats(struct sg_reconciler *rec,
     out->driver_calls = atomic_load(&rec->driver_calls);
     out->retries = atomic_load(&rec->retries);
     out->orphans = atomic_load(&rec->orphans);
+    out->resyncs = atomic_load(&rec->resyncs);
     out->active = atomic_load(&rec->active);
     out->resumed = atomic_load(&rec->resumed);
 }

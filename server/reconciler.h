@@ -20,6 +20,10 @@
  * transient, and store failures, are retried with exponential backoff;
  * permanent driver errors fail the sandbox.
  *
+ * Every resync interval it also asks the driver about every provisioning
+ * and ready sandbox (level-triggered: a missed or absent watch event is
+ * found there); for a driver without watch this is how changes arrive.
+ *
  * At start the reconciler asks the driver for every object it manages and
  * pages through every active row: objects without a live record are
  * removed, rows whose object is gone are failed with reason "Lost".
@@ -50,6 +54,10 @@ struct sg_reconciler_config {
     unsigned retry_base_ms;     /* first backoff */
     unsigned retry_max_ms;      /* backoff ceiling */
     unsigned resume_page;       /* rows per page when resuming */
+    /* How often every provisioning and ready sandbox is checked with the
+       driver, whatever its watch said: 0 = 2 s for a driver without
+       SG_DRIVER_CAP_WATCH, 60 s for one with it (a safety net). */
+    unsigned resync_interval_ms;
 };
 
 /*
@@ -95,6 +103,7 @@ struct sg_reconciler_stats {
     uint64_t driver_calls; /* driver ops issued */
     uint64_t retries;      /* backoffs scheduled */
     uint64_t orphans;      /* driver objects removed for lack of a record */
+    uint64_t resyncs;      /* completed resync passes */
     size_t active;         /* sandboxes being worked on now */
     bool resumed;          /* the start-up pass has finished */
 };

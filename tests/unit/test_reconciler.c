@@ -29,6 +29,7 @@ struct fixture {
     struct sg_store *store;
     struct sg_driver *driver;
     struct sg_reconciler *rec;
+    unsigned resync_ms; /* 0: the reconciler's default */
 };
 
 static void rm_rf(const char *path)
@@ -50,7 +51,8 @@ static void open_all(struct fixture *f, const char *settings)
     struct sg_reconciler_config rc = {.expiry_interval_ms = 100,
                                       .retry_base_ms = 10,
                                       .retry_max_ms = 100,
-                                      .resume_page = 3};
+                                      .resume_page = 3,
+                                      .resync_interval_ms = f->resync_ms};
 
     uv_loop_init(&f->loop);
     f->store = sg_store_open(&sc, &err);
@@ -381,6 +383,47 @@ START_TEST(test_ready_sandbox_lost_across_restart)
 }
 END_TEST
 
+static void on_removed(void *opaque, enum sg_driver_result result,
+                       const struct sg_driver_status *st, const char *message)
+{
+    (void)message;
+    *(bool *)opaque = result == SG_DRIVER_OK &&
+                      st->state == SG_DRIVER_STATE_GONE;
+}
+
+START_TEST(test_resync_finds_what_no_watch_reported)
+{
+    struct fixture f;
+    struct sg_reconciler_stats st;
+    static const int want[] = {SG_EVENT_ACCEPTED, SG_EVENT_ALLOCATION_STARTED,
+                               SG_EVENT_RESOURCE_CREATED, SG_EVENT_READY,
+                               SG_EVENT_FAILED};
+    bool removed = false;
+    char *id;
+
+    setup(&f);
+    f.resync_ms = 200;
+    open_all(&f, NULL);
+    id = add_sandbox(&f, NULL, 0, 0);
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_READY);
+    /* The object goes away behind the reconciler's back; the noop driver
+       reports a removal only to the remover, never through watch. */
+    ck_assert_int_eq(sg_driver_remove(f.driver, id, "", 0, on_removed,
+                                      &removed, NULL), 0);
+    for (int i = 0; i < 100 && !removed; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ck_assert(removed);
+    run_until(&f, id, SG_PHASE_FAILED);
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+    sg_reconciler_get_stats(f.rec, &st);
+    ck_assert_uint_ge(st.resyncs, 1);
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
 static Suite *reconciler_suite(void)
 {
     Suite *s = suite_create("reconciler");
@@ -392,6 +435,7 @@ static Suite *reconciler_suite(void)
     tcase_add_test(tc, test_ttl_expiry);
     tcase_add_test(tc, test_resume_pages_through_every_row);
     tcase_add_test(tc, test_ready_sandbox_lost_across_restart);
+    tcase_add_test(tc, test_resync_finds_what_no_watch_reported);
     suite_add_tcase(s, tc);
     return s;
 }
