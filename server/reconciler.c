@@ -10,7 +10,6 @@
 
 #include "reconciler.h"
 
-#include "canon.h"
 #include "log.h"
 #include "loop.h"
 #include "sandbox_record.h"
@@ -318,15 +317,12 @@ static void driver_create(struct item *it, const struct sg_sandbox_row *row)
     struct sg_reconciler *rec = it->rec;
     struct sg_error err = SG_ERROR_INIT;
     Sandgate__V1__Sandbox *sb = sg_record_unpack(row, &err);
-    char *block = NULL;
     struct sg_driver_view view;
     int rc = -1;
 
     memset(&view, 0, sizeof(view));
-    if (sb)
-        block = sg_driver_block_json(sb->spec ? sb->spec->driver_config : NULL,
-                                     sg_driver_name(rec->driver), &err);
-    if (block && sg_driver_view_init(&view, sb, block, &err) == 0)
+    if (sb && sg_driver_view_init(&view, sb, sg_driver_name(rec->driver),
+                                  &err) == 0)
         rc = sg_driver_create(rec->driver, &view.sb, on_create, it, &err);
     if (rc == 0) {
         it->busy = true;
@@ -335,7 +331,6 @@ static void driver_create(struct item *it, const struct sg_sandbox_row *row)
         backoff(it, err.message);
     }
     sg_driver_view_clear(&view);
-    free(block);
     if (sb)
         sandgate__v1__sandbox__free_unpacked(sb, NULL);
     sg_error_reset(&err);
@@ -372,14 +367,6 @@ static void driver_get(struct item *it, const char *backend)
 }
 
 /* ---- the decision ---------------------------------------------------- */
-
-static int copy_row(void *opaque, const struct sg_sandbox_row *row)
-{
-    struct sg_sandbox_row **out = opaque;
-
-    *out = sg_sandbox_row_copy(row);
-    return 1;
-}
 
 /* The backend object recorded in a row's status ("" when none yet). */
 static void row_backend(const struct sg_sandbox_row *row, char *out,
@@ -543,26 +530,24 @@ static void step(struct item *it)
         step_row(it, it->row);
         return;
     }
-    found = sg_store_get_sandbox(rec->store, it->id, copy_row, &row, &err);
-    if (found == 1 && row) {
+    found = sg_store_get_sandbox_copy(rec->store, it->id, &row, &err);
+    if (found == 1) {
         /* Cache it: step_row may drop the item, which frees the row. */
         it->row = row;
         step_row(it, row);
         sg_error_reset(&err);
         return;
     }
-    if (found < 0 || (found == 1 && !row)) {
-        backoff(it, found < 0 ? err.message : "out of memory");
-    } else if (found == 0) {
+    if (found < 0) {
+        backoff(it, err.message);
+    } else if (it->obs.have && it->obs.state != SG_DRIVER_STATE_GONE) {
         /* No record: a driver object with no sandbox is an orphan. */
-        if (it->obs.have && it->obs.state != SG_DRIVER_STATE_GONE) {
-            SG_WARN("sandbox %s: driver object without a record; removing",
-                    it->id);
-            atomic_fetch_add(&rec->orphans, 1);
-            driver_remove(it, it->obs.backend);
-        } else {
-            item_drop(it);
-        }
+        SG_WARN("sandbox %s: driver object without a record; removing",
+                it->id);
+        atomic_fetch_add(&rec->orphans, 1);
+        driver_remove(it, it->obs.backend);
+    } else {
+        item_drop(it);
     }
     sg_error_reset(&err);
 }

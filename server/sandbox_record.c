@@ -6,6 +6,8 @@
 
 #include "sandbox_record.h"
 
+#include "canon.h"
+
 #include <stdlib.h>
 #include <time.h>
 
@@ -17,7 +19,7 @@ int64_t sg_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void ms_to_ts(int64_t ms, Google__Protobuf__Timestamp *ts)
+void sg_ms_to_timestamp(int64_t ms, Google__Protobuf__Timestamp *ts)
 {
     google__protobuf__timestamp__init(ts);
     ts->seconds = ms / 1000;
@@ -50,7 +52,7 @@ Sandgate__V1__Sandbox *sg_record_unpack(const struct sg_sandbox_row *row,
     sb->resource_version = row->resource_version;
     sb->status->phase = (Sandgate__V1__SandboxPhase)row->phase;
     if (sb->update_time)
-        ms_to_ts(row->update_time, sb->update_time);
+        sg_ms_to_timestamp(row->update_time, sb->update_time);
     return sb;
 }
 
@@ -162,7 +164,7 @@ static void swap_in(Sandgate__V1__Sandbox *sb, struct replaced *r,
         r->status.message = (char *)chg->message;
     if (chg->backend_object)
         r->status.backend_object = (char *)chg->backend_object;
-    ms_to_ts(now, &r->now);
+    sg_ms_to_timestamp(now, &r->now);
     if (chg->set_ready_time) {
         r->ready_time = r->now;
         r->status.ready_time = &r->ready_time;
@@ -299,8 +301,8 @@ static int cmp_env(const void *a, const void *b)
 }
 
 int sg_driver_view_init(struct sg_driver_view *v,
-                        const Sandgate__V1__Sandbox *sb,
-                        const char *config_json, struct sg_error *err)
+                        const Sandgate__V1__Sandbox *sb, const char *driver,
+                        struct sg_error *err)
 {
     const Sandgate__V1__SandboxSpec *spec = sb->spec;
     size_t n_cmd = spec ? spec->n_command : 0;
@@ -308,6 +310,10 @@ int sg_driver_view_init(struct sg_driver_view *v,
     Sandgate__V1__SandboxSpec__EnvEntry **env = NULL;
 
     memset(v, 0, sizeof(*v));
+    v->config_json = sg_driver_block_json(spec ? spec->driver_config : NULL,
+                                          driver, err);
+    if (!v->config_json)
+        return -1;
     v->command = calloc(n_cmd + 1, sizeof(*v->command));
     v->env_names = calloc(n_env + 1, sizeof(*v->env_names));
     v->env_values = calloc(n_env + 1, sizeof(*v->env_values));
@@ -341,7 +347,7 @@ int sg_driver_view_init(struct sg_driver_view *v,
     v->sb.env_values = v->env_values;
     v->sb.n_env = n_env;
     v->sb.working_dir = spec ? spec->working_dir : "";
-    v->sb.config_json = config_json;
+    v->sb.config_json = v->config_json;
     v->sb.ttl_seconds = spec ? spec->ttl_seconds : 0;
     return 0;
 }
@@ -350,6 +356,7 @@ void sg_driver_view_clear(struct sg_driver_view *v)
 {
     if (!v)
         return;
+    free(v->config_json);
     free(v->command);
     free(v->env_names);
     free(v->env_values);

@@ -31,6 +31,9 @@
 /* Milliseconds since the Unix epoch, from CLOCK_REALTIME. */
 int64_t sg_now_ms(void);
 
+/* Fill ts (initialized here) with the time ms milliseconds after the epoch. */
+void sg_ms_to_timestamp(int64_t ms, Google__Protobuf__Timestamp *ts);
+
 /*
  * Unpack row->record and overlay the store's columns (phase,
  * resource_version, update_time). NULL with err set (SG_ERR_INTERNAL) if
@@ -95,17 +98,21 @@ int sg_event_for_row(const struct sg_sandbox_row *row,
 
 /*
  * The driver's view of a sandbox (struct sg_driver_sandbox) built from a
- * message, with config_json borrowed from the caller. Env names sorted.
+ * message: config_json is the JSON of driver_config[driver] ("{}" when
+ * absent), owned by the view; strings are borrowed from sb. Env names
+ * sorted. Returns 0, or -1 with err set (a driver_config that cannot be
+ * written as JSON, or no memory); clear the view either way.
  */
 struct sg_driver_view {
     struct sg_driver_sandbox sb;
+    char *config_json;
     const char **command;
     const char **env_names;
     const char **env_values;
 };
 int sg_driver_view_init(struct sg_driver_view *v,
-                        const Sandgate__V1__Sandbox *sb,
-                        const char *config_json, struct sg_error *err);
+                        const Sandgate__V1__Sandbox *sb, const char *driver,
+                        struct sg_error *err);
 void sg_driver_view_clear(struct sg_driver_view *v);
 
 #endif /* SG_SANDBOX_RECORD_H */

@@ -32,20 +32,21 @@ SG_LOG_INIT("server.sandbox");
 /* Tries of an unconditional delete that loses a race with the reconciler. */
 #define DELETE_TRIES 5
 
-/* Unpack a row and reply with it; the call gets an error if that fails. */
+/* Answer with a stored row, straight from its bytes: no decode, no
+   re-encode (sg_record_wire). */
 static void reply_row(struct sg_call *call, const struct sg_sandbox_row *row)
 {
-    struct sg_error err = SG_ERROR_INIT;
-    Sandgate__V1__Sandbox *sb = sg_record_unpack(row, &err);
+    struct sg_buf wire = SG_BUF_INIT;
 
-    if (sb) {
-        sg_call_reply(call, &sb->base);
-        sandgate__v1__sandbox__free_unpacked(sb, NULL);
+    if (sg_record_wire(row, &wire) == 0) {
+        sg_call_reply_bytes(call, wire.data, wire.len);
     } else {
-        SG_ERROR("%s", err.message);
+        struct sg_error err = SG_ERROR_INIT;
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
         sg_call_fail(call, &err);
+        sg_error_reset(&err);
     }
-    sg_error_reset(&err);
+    sg_buf_free(&wire);
 }
 
 /* The gateway, or NULL after failing the call (a server built without
@@ -112,20 +113,13 @@ static void on_created(void *opaque, const struct sg_store_result *res)
 static int driver_admit(struct sg_gateway *gw, const Sandgate__V1__Sandbox *sb,
                         char **namespace_name, struct sg_error *err)
 {
-    const char *driver = sg_driver_name(gw->driver);
-    char *block = sg_driver_block_json(sb->spec ? sb->spec->driver_config
-                                                : NULL,
-                                       driver, err);
     struct sg_driver_placement placement;
     struct sg_driver_view view;
     int ret = -1;
 
     memset(&placement, 0, sizeof(placement));
-    if (!block)
-        return -1;
-    if (sg_driver_view_init(&view, sb, block, err) < 0)
-        goto cleanup;
-    if (sg_driver_validate(gw->driver, &view.sb, err) == 0 &&
+    if (sg_driver_view_init(&view, sb, sg_driver_name(gw->driver), err) == 0 &&
+        sg_driver_validate(gw->driver, &view.sb, err) == 0 &&
         sg_driver_describe(gw->driver, &view.sb, &placement, err) == 0) {
         *namespace_name = strdup(placement.namespace_name
                                      ? placement.namespace_name : "");
@@ -135,10 +129,7 @@ static int driver_admit(struct sg_gateway *gw, const Sandgate__V1__Sandbox *sb,
             sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
     }
     sg_driver_view_clear(&view);
-
- cleanup:
     sg_driver_placement_clear(&placement);
-    free(block);
     return ret;
 }
 
@@ -166,8 +157,7 @@ static int build_record(struct sg_gateway *gw,
         return -1;
     }
     sg_policy_hash(sb.spec ? sb.spec->policy : NULL, policy_hash);
-    now_ts.seconds = now / 1000;
-    now_ts.nanos = (int32_t)(now % 1000) * 1000000;
+    sg_ms_to_timestamp(now, &now_ts);
 
     cond.type = "Ready";
     cond.status = SANDGATE__V1__CONDITION_STATUS__CONDITION_STATUS_UNKNOWN;
@@ -183,8 +173,7 @@ static int build_record(struct sg_gateway *gw,
     st.n_conditions = 1;
     if (sb.spec && sb.spec->ttl_seconds) {
         int64_t exp = now + (int64_t)sb.spec->ttl_seconds * 1000;
-        expire_ts.seconds = exp / 1000;
-        expire_ts.nanos = (int32_t)(exp % 1000) * 1000000;
+        sg_ms_to_timestamp(exp, &expire_ts);
         st.expire_time = &expire_ts;
     }
 
@@ -259,21 +248,9 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
 
 /* ---- GetSandbox ------------------------------------------------------ */
 
-/* Answer straight from the stored bytes: no decode, no re-encode. */
 static int visit_reply(void *opaque, const struct sg_sandbox_row *row)
 {
-    struct sg_call *call = opaque;
-    struct sg_buf wire = SG_BUF_INIT;
-
-    if (sg_record_wire(row, &wire) == 0) {
-        sg_call_reply_bytes(call, wire.data, wire.len);
-    } else {
-        struct sg_error err = SG_ERROR_INIT;
-        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
-        sg_call_fail(call, &err);
-        sg_error_reset(&err);
-    }
-    sg_buf_free(&wire);
+    reply_row(opaque, row);
     return 1;
 }
 
@@ -504,14 +481,6 @@ static void on_deleting(void *opaque, const struct sg_store_result *res)
     delete_ctx_free(dc);
 }
 
-static int copy_row(void *opaque, const struct sg_sandbox_row *row)
-{
-    struct sg_sandbox_row **out = opaque;
-
-    *out = sg_sandbox_row_copy(row);
-    return 1;
-}
-
 /* Read, check, write DELETING. Ends the call and frees dc unless the
    write is queued (then on_deleting does). */
 static void delete_try(struct delete_ctx *dc)
@@ -529,12 +498,10 @@ static void delete_try(struct delete_ctx *dc)
 
     memset(&next, 0, sizeof(next));
     dc->tries++;
-    found = sg_store_get_sandbox(dc->gw->store, dc->id, copy_row, &row, &err);
+    found = sg_store_get_sandbox_copy(dc->gw->store, dc->id, &row, &err);
     if (found == 0)
         sg_error_report(&err, SG_ERR_NOT_FOUND, "sandbox not found");
-    else if (found == 1 && !row)
-        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
-    if (found != 1 || !row)
+    if (found != 1)
         goto cleanup;
     if (row->phase == SG_PHASE_DELETING || row->phase == SG_PHASE_DELETED) {
         reply_row(dc->call, row); /* already on its way: not an error */

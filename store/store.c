@@ -149,6 +149,28 @@ int sg_store_get_sandbox(struct sg_store *store, const char *id,
     return store->ops->get_sandbox(store->priv, id, visit, opaque, err);
 }
 
+static int visit_copy(void *opaque, const struct sg_sandbox_row *row)
+{
+    *(struct sg_sandbox_row **)opaque = sg_sandbox_row_copy(row);
+    return 1;
+}
+
+int sg_store_get_sandbox_copy(struct sg_store *store, const char *id,
+                              struct sg_sandbox_row **out,
+                              struct sg_error *err)
+{
+    int found;
+
+    *out = NULL;
+    found = sg_store_get_sandbox(store, id, visit_copy, out, err);
+    if (found == 1 && !*out) {
+        sg_error_report(err, SG_ERR_NO_MEMORY,
+                        "out of memory reading sandbox '%s'", id);
+        return -1;
+    }
+    return found;
+}
+
 ssize_t sg_store_list_sandboxes(struct sg_store *store,
                                 const struct sg_sandbox_filter *f,
                                 const char *after_id, size_t max_rows,

@@ -310,6 +310,14 @@ int sg_store_get_sandbox(struct sg_store *store, const char *id,
                          struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
 /*
+ * The same, into an owned copy (*out, freed with sg_sandbox_row_free; NULL
+ * unless 1 is returned). Out of memory is -1 with SG_ERR_NO_MEMORY.
+ */
+int sg_store_get_sandbox_copy(struct sg_store *store, const char *id,
+                              struct sg_sandbox_row **out,
+                              struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
  * Visit rows matching f with id > after_id ("" or NULL: from the start), in
  * ascending id order, at most max_rows of them, until visit returns
  * non-zero (that row counts as visited). max_rows 0: no limit. Returns the

@@ -588,16 +588,6 @@ static int req_fail_sqlite(struct sqlite_store *s, struct write_req *req,
     return -1;
 }
 
-/* The next resource_version, taken by write_row once the row is written.
-   The counter row is read at the start of the batch and written once
-   before its commit (read_counter/write_counter). */
-static int bump_rv(struct sqlite_store *s, struct write_req *req, uint64_t *rv)
-{
-    (void)req;
-    *rv = s->rv + 1;
-    return 0;
-}
-
 static int read_counter(struct sqlite_store *s)
 {
     sqlite3_stmt *st = s->wst[W_GET_COUNTER];
@@ -711,7 +701,10 @@ static int apply_create(struct sqlite_store *s, struct write_req *req)
             return req_fail_sqlite(s, req, st, "request lookup");
         sqlite3_reset(st);
     }
-    if (bump_rv(s, req, &rv) < 0 || write_row(s, req, rv) < 0)
+    /* write_row takes the version once the row is written; the counter
+       row is read and written once per batch (read/write_counter). */
+    rv = s->rv + 1;
+    if (write_row(s, req, rv) < 0)
         return -1;
     req->modified = true;
     if (insert_events(s, req, rv) < 0)
@@ -747,7 +740,10 @@ static int apply_update(struct sqlite_store *s, struct write_req *req)
                         (unsigned long long)req->expected_rv);
         return -1;
     }
-    if (bump_rv(s, req, &rv) < 0 || write_row(s, req, rv) < 0)
+    /* write_row takes the version once the row is written; the counter
+       row is read and written once per batch (read/write_counter). */
+    rv = s->rv + 1;
+    if (write_row(s, req, rv) < 0)
         return -1;
     req->modified = true;
     if (insert_events(s, req, rv) < 0)

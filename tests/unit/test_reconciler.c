@@ -228,12 +228,6 @@ static void assert_events(struct fixture *f, const char *id,
 }
 
 /* Record a delete request, as DeleteSandbox does. */
-static int copy_row(void *opaque, const struct sg_sandbox_row *row)
-{
-    *(struct sg_sandbox_row **)opaque = sg_sandbox_row_copy(row);
-    return 1;
-}
-
 static void request_delete(struct fixture *f, const char *id)
 {
     struct sg_sandbox_row *row = NULL, next;
@@ -245,8 +239,7 @@ static void request_delete(struct fixture *f, const char *id)
                                    .set_delete_time = true};
     struct written w = {0};
 
-    ck_assert_int_eq(sg_store_get_sandbox(f->store, id, copy_row, &row, NULL),
-                     1);
+    ck_assert_int_eq(sg_store_get_sandbox_copy(f->store, id, &row, NULL), 1);
     ck_assert_int_eq(sg_record_apply(row, &chg, &next, ev, &n_ev, NULL), 0);
     ck_assert_uint_eq(n_ev, 1);
     ck_assert_int_eq(sg_store_update_sandbox(f->store, &next,
