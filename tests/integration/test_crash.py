@@ -116,7 +116,10 @@ class CrashTest(DaemonTestCase):
         d.check_clean_exit()
 
     def check_invariants(self, d, acked):
+        # The clients keep creating meanwhile: every read below is bracketed
+        # by the ones before and after it instead of compared as a snapshot.
         c = Client(self.channel(d.address))
+        evs_before = events(d)
         rows = c.list_all(page_size=1000)
         by_rid = {}
         for sb in rows:
@@ -130,14 +133,22 @@ class CrashTest(DaemonTestCase):
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)), 'event sequence has a gap')
         accepted = [e['sandbox_id'] for e in evs if e['type_name'] == 'ACCEPTED']
         self.assertEqual(len(accepted), len(set(accepted)))
-        self.assertEqual(set(accepted), {sb.id for sb in rows})
+        # Every sandbox accepted before the listing is listed, and every
+        # listed one was accepted by the time the listing ended.
+        accepted_before = {e['sandbox_id'] for e in evs_before
+                           if e['type_name'] == 'ACCEPTED'}
+        listed = {sb.id for sb in rows}
+        self.assertEqual(accepted_before - listed, set(), 'accepted but not listed')
+        self.assertEqual(listed - set(accepted), set(), 'listed without an ACCEPTED event')
         # No process without a live record: give the restarted reconciler
-        # time to remove what it found without one.
-        live = {sb.id for sb in rows if phase_name(sb) not in ('DELETED',)}
+        # time to remove what it found without one. Processes are read
+        # before the records, so a sandbox created in between is not a stray.
         deadline = time.monotonic() + env.scaled(20)
         while True:
-            strays = {pid: sid for pid, sid in sandbox_processes(d.data_dir).items()
-                      if sid not in live}
+            procs = sandbox_processes(d.data_dir)
+            live = {sb.id for sb in c.list_all(page_size=1000)
+                    if phase_name(sb) not in ('DELETED',)}
+            strays = {pid: sid for pid, sid in procs.items() if sid not in live}
             if not strays or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
