@@ -1692,6 +1692,9 @@ static int pd_open(void *priv, const struct sg_driver_host *host,
     else
         LOG(drv, SG_DRIVER_LOG_INFO, "no cgroups (%s); limits are rlimits only",
             why != NULL ? why : "unavailable");
+    if (drv->cg.parent == NULL || !drv->cg.pids)
+        LOG(drv, SG_DRIVER_LOG_WARN,
+            "no cgroup pids controller: the pids limit is not enforced");
     /* Last: the scan makes handles, and cannot fail after opendir. */
     if (scan_state_dir(drv, &err) < 0)
         goto error;

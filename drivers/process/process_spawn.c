@@ -351,8 +351,11 @@ SG_NORETURN static void child_exec(const struct child_plan *p)
         for (int fd = 5; fd < max; fd++)
             (void)close(fd);
     }
+    /* No RLIMIT_NPROC for pids: it counts every process of the uid on the
+       host, and sandboxes share theirs, so it would cap all sandboxes
+       together (and fail a sandbox's start while others run). The pids
+       limit is the cgroup's pids.max. */
     child_limit(RLIMIT_AS, p->limits->memory_bytes);
-    child_limit(RLIMIT_NPROC, p->limits->pids);
     child_limit(RLIMIT_CPU, p->limits->cpu_seconds);
     child_limit(RLIMIT_NOFILE, p->limits->open_files);
     child_limit(RLIMIT_FSIZE, p->limits->file_size_bytes);

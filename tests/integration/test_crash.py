@@ -39,12 +39,23 @@ def sandbox_processes(data_dir):
     return out
 
 
+def kill_sandboxes(data_dir):
+    for pid in sandbox_processes(data_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 @unittest.skipUnless(bwrap_available(), 'bubblewrap cannot create namespaces here')
 class CrashTest(DaemonTestCase):
     def test_kill_9_while_creating(self):
         rng = random.Random(os.environ.get('SG_CRASH_SEED', '7'))
         d = self.start_daemon(config={'driver': {'name': 'process'},
                                       'store': {'sqlite': {'durability': 'full'}}})
+        # Sandboxes outlive the gateway: if the test fails half-way, do not
+        # leave them running into the next test.
+        self.addCleanup(kill_sandboxes, d.data_dir)
         acked = {}            # request id -> sandbox id
         lock = threading.Lock()
         stop = threading.Event()
