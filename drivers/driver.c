@@ -502,6 +502,15 @@ void sg_driver_placement_clear(struct sg_driver_placement *p)
             free(p->fields[i]);
     }
     free(p->fields);
+    for (size_t i = 0; i < p->n_node_selector; i++) {
+        free(p->node_selector_keys ? p->node_selector_keys[i] : NULL);
+        free(p->node_selector_values ? p->node_selector_values[i] : NULL);
+    }
+    free(p->node_selector_keys);
+    free(p->node_selector_values);
+    for (size_t i = 0; i < p->n_toleration_keys; i++)
+        free(p->toleration_keys ? p->toleration_keys[i] : NULL);
+    free(p->toleration_keys);
     memset(p, 0, sizeof(*p));
 }
 

@@ -57,7 +57,7 @@ extern "C" {
 #endif
 
 #define SG_DRIVER_ABI_MAJOR 1
-#define SG_DRIVER_ABI_MINOR 0
+#define SG_DRIVER_ABI_MINOR 1
 
 /* The symbol a driver shared object exports. */
 #define SG_DRIVER_ENTRY_SYMBOL "sandgate_driver_entry"
@@ -143,6 +143,22 @@ struct sg_driver_placement {
        e.g. "network", "limits.memory". */
     char **fields;
     size_t n_fields;
+
+    /* --- ABI 1.1: the values of sensitive settings. The host zeroes the
+       struct, so a 1.0 driver leaves them unset. --- */
+    /* Node selector the pod gets, n_node_selector key/value pairs sorted
+       by key (host-allocated arrays and strings). */
+    char **node_selector_keys;
+    char **node_selector_values;
+    size_t n_node_selector;
+    /* Keys of the tolerations requested, sorted; "" for a toleration
+       without a key (it tolerates every taint). */
+    char **toleration_keys;
+    size_t n_toleration_keys;
+    /* Largest CPU request or limit in millicores, and largest memory
+       request or limit in bytes; 0 when not set. */
+    uint64_t cpu_millis;
+    uint64_t memory_bytes;
 };
 
 /* The state of one backend object. */

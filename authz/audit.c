@@ -1,0 +1,6 @@
+/*
+ * audit.c: see audit.h.
+ */
+#include "internal.h"
+
+#include "audit.h"

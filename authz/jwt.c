@@ -1,0 +1,6 @@
+/*
+ * jwt.c: see jwt.h.
+ */
+#include "internal.h"
+
+#include "jwt.h"

@@ -1,0 +1,6 @@
+/*
+ * peer.c: see peer.h.
+ */
+#include "internal.h"
+
+#include "peer.h"

@@ -1,0 +1,6 @@
+/*
+ * policy.c: see policy.h.
+ */
+#include "internal.h"
+
+#include "policy.h"
