@@ -14,6 +14,7 @@
 
 #include "noop_driver.h"
 
+#include "noop_placement.h"
 #include "strmap.h"
 
 #include <inttypes.h>
@@ -138,6 +139,12 @@ static int config_parse(const struct sg_driver_host *host,
     if (root == NULL)
         return -1;
     json_object_foreach(root, key, value) {
+        if (STREQ(key, "placement")) {
+            if (noop_placement_load(host, value, NULL, NULL, NULL,
+                                    errmsg) < 0)
+                goto cleanup;
+            continue;
+        }
         if (!STREQ(key, "fail")) {
             *errmsg = msg_new(host, NOOP_NAME ".%s: unknown key", key);
             goto cleanup;
@@ -470,6 +477,56 @@ static int noop_config_validate(void *priv, const struct sg_driver_sandbox *sb,
     return 0;
 }
 
+/* The placement the caller wrote (noop_placement.h), and the fields. */
+static int noop_describe(void *priv, const struct sg_driver_sandbox *sb,
+                         struct sg_driver_placement *out, char **errmsg)
+{
+    struct noop *p = priv;
+    const char *names[NOOP_PLACEMENT_KEYS + 2];
+    size_t n = 0;
+    size_t first_sub = SIZE_MAX; /* names[first_sub..] are in placement */
+    json_t *root;
+    json_t *placement;
+    int rc = -1;
+
+    root = object_parse(p->host, sb->config_json ? sb->config_json : "{}",
+                        NOOP_NAME, errmsg);
+    if (root == NULL)
+        return -1;
+    if (json_object_get(root, "fail") != NULL)
+        names[n++] = "fail";
+    placement = json_object_get(root, "placement");
+    if (placement != NULL) {
+        names[n++] = "placement";
+        first_sub = n;
+        if (noop_placement_load(p->host, placement, out, names, &n,
+                                errmsg) < 0)
+            goto cleanup;
+    }
+    out->fields = zalloc(p->host, (n ? n : 1) * sizeof(char *));
+    if (out->fields == NULL)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        char path[64];
+
+        /* Sorted: "fail" < "placement" < "placement.<key>". */
+        snprintf(path, sizeof(path), "%s%s",
+                 i >= first_sub ? "placement." : "", names[i]);
+        out->fields[i] = p->host->strdup(path);
+        if (out->fields[i] == NULL)
+            goto nomem;
+        out->n_fields = i + 1;
+    }
+    rc = 0;
+    goto cleanup;
+
+ nomem:
+    *errmsg = msg_new(p->host, NOOP_NAME ": out of memory");
+ cleanup:
+    json_decref(root);
+    return rc;
+}
+
 static int noop_create(void *priv, const struct sg_driver_sandbox *sb,
                        sg_driver_done_cb done, void *opaque)
 {
@@ -663,7 +720,7 @@ const struct sg_driver_ops sg_noop_driver = {
     .open = noop_open,
     .close = noop_close,
     .config_validate = noop_config_validate,
-    .describe = NULL,
+    .describe = noop_describe,
     .create = noop_create,
     .remove = noop_remove,
     .get = noop_get,

@@ -10,9 +10,11 @@
  * Settings (strict, unknown keys rejected):
  *     {"ready_delay_ms": <integer 0..4294967295, default 0>}
  * Per-sandbox driver_config block (strict):
- *     {}  or  {"fail": "<non-empty message>"}
+ *     {"fail": "<non-empty message>", "placement": {...}}, both optional
  * With "fail", create reports FAILED, reason "InjectedFailure", that
- * message and exit_code -1.
+ * message and exit_code -1. "placement" is reported by describe verbatim
+ * (noop_placement.h), so authorization can be tested on every scope
+ * without a cluster.
  *
  * config_validate reads only what open set (the host table) and changes
  * nothing, so it may run on any thread, concurrently, as the ABI requires.

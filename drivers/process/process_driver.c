@@ -1759,9 +1759,10 @@ static int pd_describe(void *priv, const struct sg_driver_sandbox *sb,
         *errmsg = host_strdup_msg(drv, err.message);
         goto cleanup;
     }
-    out->allocation_mode = drv->host->strdup("process");
-    if (out->allocation_mode == NULL)
-        goto nomem;
+    /* No namespace, service account or allocation mode: one way to run.
+       The memory limit the caller asks for is a resource ceiling's
+       concern (CPU here is seconds of time, not a share of cores). */
+    out->memory_bytes = b.limits.memory_bytes;
     if (b.n_fields > 0) {
         out->fields = drv->host->alloc(b.n_fields * sizeof(char *));
         if (out->fields == NULL)

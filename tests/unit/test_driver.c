@@ -329,7 +329,7 @@ START_TEST(test_host_log)
     fclose(f);
     ck_assert_msg(strstr(buf, "\"level\":\"error\",\"cat\":"
                               "\"driver.null_entry\",\"msg\":\"this host is "
-                              "not supported (ABI 1.0)\"") != NULL,
+                              "not supported (ABI 1.1)\"") != NULL,
                   "%s", buf);
     /* Exactly one record: the second load was filtered. */
     ck_assert_ptr_eq(strchr(buf, '\n'), strrchr(buf, '\n'));
@@ -501,17 +501,19 @@ START_TEST(test_describe)
     sg_error_reset(&err);
     shut(drv);
 
-    /* noop has no describe slot: no facts, no error. */
+    /* noop without "placement": no facts, no error. */
     drv = open_driver("noop", NULL, NULL, &err);
     ck_assert_ptr_nonnull(drv);
+    sb.config_json = "{}";
     memset(&pl, 0xff, sizeof(pl));
     ck_assert_int_eq(sg_driver_describe(drv, &sb, &pl, &err), 0);
     ck_assert_ptr_null(pl.namespace_name);
-    ck_assert_ptr_null(pl.fields);
     ck_assert_uint_eq(pl.n_fields, 0);
+    sg_driver_placement_clear(&pl);
     shut(drv);
 }
 END_TEST
+
 
 START_TEST(test_unimplemented)
 {
@@ -973,10 +975,58 @@ static const struct {
     {"{\"fail\": 1}", "noop.fail: expected a non-empty string"},
     {"{\"fail\": null}", "noop.fail: expected a non-empty string"},
     {"{\"fail\": \"a\", \"image\": \"x\"}", "noop.image: unknown key"},
+    {"{\"placement\": {\"namespace\": \"a\", \"cpuMillis\": 2}}", NULL},
+    {"{\"placement\": []}", "noop.placement: expected an object"},
+    {"{\"placement\": {\"zone\": \"a\"}}", "noop.placement.zone: unknown key"},
+    {"{\"placement\": {\"cpuMillis\": -1}}",
+     "noop.placement.cpuMillis: expected an integer >= 0"},
+    {"{\"placement\": {\"namespace\": 1}}",
+     "noop.placement.namespace: expected a string"},
+    {"{\"placement\": {\"nodeSelector\": {\"a\": 1}}}",
+     "noop.placement.nodeSelector: expected an object of strings"},
+    {"{\"placement\": {\"tolerationKeys\": [1]}}",
+     "noop.placement.tolerationKeys: expected an array of strings"},
     {"[\"fail\"]", "noop: expected a JSON object"},
     {"\"fail\"", "noop: invalid JSON at line 1: '[' or '{' expected near "
                  "'\"fail\"'"},
 };
+
+/* noop reports the placement the caller wrote, sorted, every field. */
+START_TEST(test_noop_describe_placement)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_driver *drv = noop_open(NULL);
+    struct sg_driver_sandbox sb = sandbox(
+        NULL, "{\"fail\": \"x\", \"placement\": {\"namespace\": \"sbx-a\", "
+              "\"serviceAccountName\": \"runner\", \"cpuMillis\": 1500, "
+              "\"nodeSelector\": {\"zone\": \"b\", \"pool\": \"rce\"}, "
+              "\"tolerationKeys\": [\"t2\", \"t1\"], \"warmPool\": \"wp\"}}");
+    struct sg_driver_placement pl;
+    static const char *const want[] = {
+        "fail", "placement", "placement.cpuMillis", "placement.namespace",
+        "placement.nodeSelector", "placement.serviceAccountName",
+        "placement.tolerationKeys", "placement.warmPool"};
+
+    ck_assert_int_eq(sg_driver_describe(drv, &sb, &pl, &err), 0);
+    ck_assert_str_eq(pl.namespace_name, "sbx-a");
+    ck_assert_str_eq(pl.service_account, "runner");
+    ck_assert_str_eq(pl.warm_pool, "wp");
+    ck_assert_ptr_null(pl.runtime_class);
+    ck_assert_uint_eq(pl.cpu_millis, 1500);
+    ck_assert_uint_eq(pl.memory_bytes, 0);
+    ck_assert_uint_eq(pl.n_node_selector, 2);
+    ck_assert_str_eq(pl.node_selector_keys[0], "pool");
+    ck_assert_str_eq(pl.node_selector_values[0], "rce");
+    ck_assert_str_eq(pl.node_selector_keys[1], "zone");
+    ck_assert_uint_eq(pl.n_toleration_keys, 2);
+    ck_assert_str_eq(pl.toleration_keys[0], "t1");
+    ck_assert_uint_eq(pl.n_fields, SG_N_ELEMENTS(want));
+    for (size_t i = 0; i < SG_N_ELEMENTS(want); i++)
+        ck_assert_str_eq(pl.fields[i], want[i]);
+    sg_driver_placement_clear(&pl);
+    shut(drv);
+}
+END_TEST
 
 START_TEST(test_noop_config)
 {
@@ -1169,6 +1219,7 @@ static Suite *driver_suite(void)
                         SG_N_ELEMENTS(bad_settings));
     tcase_add_loop_test(tc, test_noop_config, 0, SG_N_ELEMENTS(configs));
     tcase_add_test(tc, test_noop_validate_threads);
+    tcase_add_test(tc, test_noop_describe_placement);
     tcase_add_test(tc, test_noop_watch_once);
     tcase_add_test(tc, test_noop_no_watcher);
     tcase_add_test(tc, test_noop_close_pending_timer);

@@ -614,18 +614,21 @@ START_TEST(test_ops_describe)
     struct sg_driver_placement pl = {0};
     char *errmsg = NULL;
 
-    sb.config_json = "{\"network\": true, \"limits\": {\"pids\": 5}}";
+    sb.config_json = "{\"network\": true, \"limits\": {\"pids\": 5, "
+                     "\"memory_bytes\": 268435456}}";
     ck_assert_int_eq(sg_process_driver.describe(priv, &sb, &pl, &errmsg), 0);
     ck_assert_ptr_null(pl.namespace_name);
     ck_assert_ptr_null(pl.service_account);
     ck_assert_ptr_null(pl.runtime_class);
     ck_assert_ptr_null(pl.template_name);
     ck_assert_ptr_null(pl.warm_pool);
-    ck_assert_str_eq(pl.allocation_mode, "process");
-    ck_assert_uint_eq(pl.n_fields, 2);
-    ck_assert_str_eq(pl.fields[0], "limits.pids");
-    ck_assert_str_eq(pl.fields[1], "network");
-    free(pl.allocation_mode);
+    ck_assert_ptr_null(pl.allocation_mode);
+    ck_assert_uint_eq(pl.memory_bytes, 268435456);
+    ck_assert_uint_eq(pl.cpu_millis, 0);
+    ck_assert_uint_eq(pl.n_fields, 3);
+    ck_assert_str_eq(pl.fields[0], "limits.memory_bytes");
+    ck_assert_str_eq(pl.fields[1], "limits.pids");
+    ck_assert_str_eq(pl.fields[2], "network");
     for (size_t i = 0; i < pl.n_fields; i++)
         free(pl.fields[i]);
     free(pl.fields);
@@ -635,14 +638,13 @@ START_TEST(test_ops_describe)
     ck_assert_int_eq(sg_process_driver.describe(priv, &sb, &pl, &errmsg), 0);
     ck_assert_uint_eq(pl.n_fields, 0);
     ck_assert_ptr_null(pl.fields);
-    free(pl.allocation_mode);
+    ck_assert_uint_eq(pl.memory_bytes, 0);
 
     memset(&pl, 0, sizeof(pl));
     sb.config_json = "{\"limits\": {\"pids\": \"5\"}}";
     ck_assert_int_eq(sg_process_driver.describe(priv, &sb, &pl, &errmsg), -1);
     ck_assert_str_eq(errmsg, "process.limits.pids: expected an integer");
     free(errmsg);
-    free(pl.allocation_mode);
 }
 END_TEST
 
