@@ -14,9 +14,10 @@
  * namespace A for tenant A and another that may use B for tenant B do not
  * add up to tenant A in namespace B). Globs: '*' matches any run of
  * characters (including '/' and none), '?' one character, everything else
- * itself; "\*" is a literal '*'. A list that the policy leaves out allows
- * only the empty value (the request does not set it); "*" allows any
- * value, the empty one too.
+ * itself; "\*" is a literal '*' ("\?" and "\\" likewise). A list that the
+ * policy leaves out allows only the empty value (the request does not set
+ * it); "*" allows any value, the empty one too; any other list matches the
+ * empty value against its globs like any value (an entry "" allows it).
  *
  * OWNERSHIP: sg_policy_load_* return one reference; sg_policy_ref/unref.
  * Everything returned by accessors is borrowed from the policy.
@@ -140,9 +141,13 @@ enum sg_policy_denial {
  * field and value at fault, taken from the applicable role that passed the
  * most checks (the first such role in file order), e.g.
  *   "sandbox.tenant: tenant 'team-b' is not allowed"
- *   "driver_config.runtimeClassName: value 'runc' is not allowed"
+ *   "driver_config: runtime class 'runc' is not allowed"
+ *   "driver_config.hostNetwork: setting this field is not allowed"
  * and *denial (when not NULL) says which scope failed. Checks run in the
- * order of enum sg_policy_denial. Never quotes env values or credential
+ * order of enum sg_policy_denial; when no applicable role grants the
+ * permission at all: "permission 'sandboxes.create' is not granted"
+ * (SG_DENY_PERMISSION). Quoted values are cut to 128 bytes and control
+ * characters in them replaced. Never quotes env values or credential
  * material (there is none here). The gateway's own namespace is refused
  * by the caller (authz.c) before this is called.
  */
@@ -152,6 +157,19 @@ int sg_policy_check_create(const struct sg_policy *p,
                            const struct sg_authz_create *req,
                            enum sg_policy_denial *denial,
                            struct sg_error *err);
+
+/*
+ * May a credential record that id manages under permission (e.g.
+ * "credentials.create") hold a reference to this source? True when one
+ * applicable role grants permission and has a credentials.sources entry
+ * whose kind, namespace, name and key globs all match (NULL is ""; a glob
+ * the entry leaves out matches only ""). id NULL: false.
+ */
+bool sg_policy_allows_credential_source(const struct sg_policy *p,
+                                        const struct sg_identity *id,
+                                        const char *permission,
+                                        const char *kind, const char *ns,
+                                        const char *name, const char *key);
 
 /* Names of the roles that apply to id, for debug logs: at most max
    written to out (borrowed). Returns how many apply. */
