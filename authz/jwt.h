@@ -67,6 +67,8 @@ struct sg_jwt_issuer_config {
     unsigned refresh_interval_s;     /* periodic key refresh; default 3600 */
     unsigned min_refresh_interval_s; /* unknown-kid refresh; default 60 */
     unsigned max_token_bytes;        /* default 16384 */
+    /* The verifier reads 0 in the last three fields as their default;
+       clock_skew_s 0 means no skew. */
 };
 
 struct sg_jwt_verifier;
