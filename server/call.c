@@ -118,6 +118,8 @@ static void write_access_log(struct sg_call *call)
         SG_KV_STR("peer", sg_call_peer(call)),
         SG_KV_STR("status", sg_status_name(code)),
         SG_KV_DBL("duration_ms", ms),
+        /* Who, once authenticated; never the credential itself. */
+        SG_KV_STR("subject", call->identity ? call->identity->subject : ""),
     };
     sg_log_kv(&access_log_cat, SG_LOG_INFO, "call", kv, SG_N_ELEMENTS(kv));
 }
@@ -146,6 +148,8 @@ static void call_free(struct sg_call *call)
         grpc_slice_unref(call->trailing[0].value);
     if (call->auth)
         grpc_auth_context_release(call->auth);
+    sg_identity_unref(call->identity);
+    sg_policy_unref(call->policy);
     grpc_metadata_array_destroy(&call->md);
     if (!call->rm)
         grpc_call_details_destroy(&call->details);
@@ -514,6 +518,25 @@ const grpc_auth_context *sg_call_auth_context(const struct sg_call *call)
     return ac;
 }
 
+const struct sg_identity *sg_call_identity(const struct sg_call *call)
+{
+    return call->identity;
+}
+
+const struct sg_policy *sg_call_policy(const struct sg_call *call)
+{
+    return call->policy;
+}
+
+void sg_call_set_auth(struct sg_call *call, struct sg_identity *id,
+                      struct sg_policy *policy)
+{
+    sg_identity_unref(call->identity);
+    sg_policy_unref(call->policy);
+    call->identity = id;
+    call->policy = policy;
+}
+
 gpr_timespec sg_call_deadline(const struct sg_call *call)
 {
     return gpr_convert_clock_type(call->deadline, GPR_CLOCK_MONOTONIC);
@@ -633,6 +656,9 @@ static void dispatch(struct sg_call *call)
         return;
     }
     m = call->rm->method;
+    /* Authenticate before anything else, unbuilt methods included. */
+    if (sg_server_run_auth(call->server, call, m->on_start != NULL) < 0)
+        return;
     if (!m->on_start) {
         sg_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
                        "method not implemented yet");

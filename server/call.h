@@ -38,6 +38,8 @@
 
 #include "internal.h"
 #include "error.h"
+#include "identity.h"
+#include "policy.h"
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -134,6 +136,18 @@ const char *sg_call_metadata(const struct sg_call *call, const char *key,
 
 /* Auth context of the connection (TLS peer). Borrowed; may be NULL. */
 const grpc_auth_context *sg_call_auth_context(const struct sg_call *call);
+
+/*
+ * The authenticated caller and the policy it is judged by, set by the
+ * server's authentication hook before on_start (sg_server_set_auth).
+ * NULL for methods that need no credential (health, reflection) and on
+ * servers without a hook. Borrowed; they live as long as the call.
+ */
+const struct sg_identity *sg_call_identity(const struct sg_call *call);
+const struct sg_policy *sg_call_policy(const struct sg_call *call);
+/* For the hook: attach both (the call takes over the references). */
+void sg_call_set_auth(struct sg_call *call, struct sg_identity *id,
+                      struct sg_policy *policy);
 
 /* Call deadline as a gpr_timespec in GPR_CLOCK_MONOTONIC. */
 gpr_timespec sg_call_deadline(const struct sg_call *call);

@@ -15,6 +15,7 @@
 #define SG_GATEWAY_H
 
 #include "internal.h"
+#include "authz.h"
 #include "driver.h"
 #include "reconciler.h"
 #include "store.h"
@@ -25,11 +26,9 @@ struct sg_gateway {
     struct sg_driver *driver;
     struct sg_reconciler *reconciler;
     struct sg_validate_limits limits;
-    /* The owner stamped on sandboxes until callers are authenticated. */
-    const char *local_owner;
+    /* Authentication, policy and audit; NULL in tests that serve without
+       them (every caller is then the subject ""). */
+    struct sg_authz *authz;
 };
-
-/* The subject used while authentication is not built. */
-#define SG_LOCAL_OWNER "local:unauthenticated"
 
 #endif /* SG_GATEWAY_H */

@@ -15,6 +15,7 @@
 #include "health.h"
 #include "log.h"
 #include "server.h"
+#include "authz_call.h"
 #include "services.h"
 #include "server_config.h"
 
@@ -187,10 +188,37 @@ static void stop_gateway(struct sg_gateway *gw)
 
 static void free_gateway(struct sg_gateway *gw)
 {
+    sg_authz_free(gw->authz);
+    gw->authz = NULL;
     sg_reconciler_free(gw->reconciler);
     gw->reconciler = NULL;
     sg_driver_free(gw->driver);
     gw->driver = NULL;
+}
+
+/* Authentication, policy and audit log, first: a bad policy stops the
+   start before anything else is opened. */
+static int open_authz(struct daemon *d, struct sg_error *err)
+{
+    const struct sg_config *cfg = d->cfg;
+    char token_path[4096];
+    struct sg_authz_config ac = {
+        .policy_file = cfg->auth_policy_file,
+        .admin_token_file = cfg->auth_admin_token_file,
+        .gateway_namespace = cfg->auth_gateway_namespace,
+        .disabled = cfg->auth_disabled,
+        .audit = {.path = cfg->audit_file,
+                  .max_bytes = cfg->audit_max_bytes,
+                  .max_files = cfg->audit_max_files},
+    };
+
+    if (!ac.admin_token_file) {
+        snprintf(token_path, sizeof(token_path), "%s/admin.token",
+                 cfg->data_dir);
+        ac.admin_token_file = token_path;
+    }
+    d->gw.authz = sg_authz_new(&ac, err);
+    return d->gw.authz ? 0 : -1;
 }
 
 /* Store, driver and reconciler, before the server takes calls. */
@@ -219,7 +247,8 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
     snprintf(state_dir, sizeof(state_dir), "%s/drivers/%s", cfg->data_dir,
              cfg->driver_plugin ? "plugin" : cfg->driver_name);
     gw->limits = sg_validate_limits_default();
-    gw->local_owner = SG_LOCAL_OWNER;
+    if (open_authz(d, err) < 0)
+        return -1;
     gw->store = sg_store_open(&sc, err);
     if (!gw->store)
         return -1;
@@ -268,6 +297,10 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     struct sg_config *cfg = build_config(&d->opts, &err);
 
     (void)signum;
+    if (sg_authz_reload(d->gw.authz, &err) < 0)
+        SG_ERROR("policy reload failed, keeping the policy in force: %s",
+                 err.message);
+    sg_error_reset(&err);
     if (!cfg) {
         SG_ERROR("reload failed, keeping the running configuration: %s",
                  err.message);
@@ -397,9 +430,14 @@ static int run(struct daemon *d)
         uv_loop_close(&d->loop);
         goto cleanup;
     }
-    d->server = sg_server_new(d->cfg, sg_services, &d->loop, &err);
-    if (d->server)
+    d->server = sg_server_new(d->cfg,
+                              d->cfg->auth_reflection
+                                  ? sg_services : sg_services_no_reflection,
+                              &d->loop, &err);
+    if (d->server) {
         sg_server_set_app_data(d->server, &d->gw);
+        sg_server_set_auth(d->server, sg_authz_call_hook, d->gw.authz);
+    }
     if (!d->server || sg_server_start(d->server, &err) < 0) {
         SG_ERROR("cannot start: %s", err.message);
         /* The loop and server hold gRPC state that cannot be unwound

@@ -94,6 +94,8 @@ struct sg_server {
     void *done_opaque;
 
     void *app_data; /* set before start, then only read */
+    sg_server_auth_fn auth_fn; /* the same */
+    void *auth_opaque;
 };
 
 /* Ask the loop to look at the shutdown state again (any thread). */
@@ -588,6 +590,19 @@ int sg_server_bound_port(const struct sg_server *srv, size_t i)
 void sg_server_set_app_data(struct sg_server *srv, void *data)
 {
     srv->app_data = data;
+}
+
+void sg_server_set_auth(struct sg_server *srv, sg_server_auth_fn fn,
+                        void *opaque)
+{
+    srv->auth_fn = fn;
+    srv->auth_opaque = opaque;
+}
+
+int sg_server_run_auth(struct sg_server *srv, struct sg_call *call,
+                       bool handled)
+{
+    return srv->auth_fn ? srv->auth_fn(srv->auth_opaque, call, handled) : 0;
 }
 
 void *sg_server_app_data(const struct sg_server *srv)

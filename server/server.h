@@ -63,6 +63,18 @@ void sg_server_set_access_log(struct sg_server *srv, bool on);
  * sg_server_start; borrowed, it must outlive the server.
  */
 void sg_server_set_app_data(struct sg_server *srv, void *data);
+
+/*
+ * The authentication hook, run on the CQ thread for every call of a
+ * registered method before its handler (and before an unbuilt method's
+ * UNIMPLEMENTED). It attaches the caller with sg_call_set_auth and returns
+ * 0, or finishes the call itself and returns -1. handled says whether the
+ * method has a handler. Set it before sg_server_start.
+ */
+typedef int (*sg_server_auth_fn)(void *opaque, struct sg_call *call,
+                                 bool handled);
+void sg_server_set_auth(struct sg_server *srv, sg_server_auth_fn fn,
+                        void *opaque);
 void *sg_server_app_data(const struct sg_server *srv);
 
 /* The port bound for listener i (useful with port 0), or 0 for unix. */

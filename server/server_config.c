@@ -164,6 +164,20 @@ static const struct cfg_key config_keys[] = {
                    driver_plugin, NULL, false),
     CFG_STRING_KEY(struct sg_config, "driver.settings", CFG_JSON,
                    driver_settings, NULL, false),
+
+    CFG_STRING_KEY(struct sg_config, "auth.policy_file", CFG_STRING,
+                   auth_policy_file, NULL, false),
+    CFG_STRING_KEY(struct sg_config, "auth.admin_token_file", CFG_STRING,
+                   auth_admin_token_file, NULL, false),
+    CFG_STRING_KEY(struct sg_config, "auth.gateway_namespace", CFG_STRING,
+                   auth_gateway_namespace, NULL, false),
+    CFG_BOOL_KEY(struct sg_config, "auth.reflection", auth_reflection, true),
+    CFG_BOOL_KEY(struct sg_config, "auth.disabled", auth_disabled, false),
+    CFG_STRING_KEY(struct sg_config, "auth.audit.file", CFG_STRING,
+                   audit_file, NULL, false),
+    CFG_SIZE_KEY("auth.audit.max_bytes", audit_max_bytes, 100 * MIB, 0,
+                 1024 * GIB),
+    CFG_UINT_KEY("auth.audit.max_files", audit_max_files, 5, 1, 1000),
 };
 
 /* The keys of one item of "listeners". */
@@ -1483,6 +1497,21 @@ int sg_config_validate(const struct sg_config *cfg, struct sg_error *err)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (validate_listener(cfg, i, err) < 0)
             return -1;
+        /* Without authentication anyone who can connect is admin. */
+        if (cfg->auth_disabled &&
+            !sg_config_address_is_local(cfg->listeners[i].address)) {
+            sg_error_report(err, SG_ERR_CONFIG,
+                            "auth.disabled: refused because listener '%s' "
+                            "is not loopback or a unix socket",
+                            cfg->listeners[i].address);
+            return -1;
+        }
+    }
+    if (cfg->auth_disabled && cfg->auth_policy_file) {
+        sg_error_report(err, SG_ERR_CONFIG,
+                        "auth.disabled: cannot be combined with "
+                        "auth.policy_file");
+        return -1;
     }
     return 0;
 }

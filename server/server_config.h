@@ -74,6 +74,16 @@ struct sg_config {
     char *driver_name;                 /* built-in driver; default "process" */
     char *driver_plugin;               /* absolute path of a driver .so */
     char *driver_settings;             /* JSON object text, or NULL */
+
+    /* auth: (docs/AUTHORIZATION.md) */
+    char *auth_policy_file;            /* NULL: the embedded default */
+    char *auth_admin_token_file;       /* NULL: <data_dir>/admin.token */
+    char *auth_gateway_namespace;      /* NULL: detected, if in a pod */
+    bool auth_reflection;              /* serve reflection; default true */
+    bool auth_disabled;                /* loopback-only; default false */
+    char *audit_file;                  /* NULL: off; "-": stdout */
+    size_t audit_max_bytes;            /* rotate past this; 100 MiB */
+    unsigned audit_max_files;          /* rotated files kept; 5 */
 };
 
 /* A config holding every default. NULL only when out of memory. */

@@ -88,3 +88,11 @@ const struct sg_service *const sg_services[] = {
     &sg_event_service,
     NULL,
 };
+
+const struct sg_service *const sg_services_no_reflection[] = {
+    &sg_health_service,
+    &sg_sandbox_service,
+    &sg_credential_service,
+    &sg_event_service,
+    NULL,
+};

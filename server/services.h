@@ -21,5 +21,7 @@ extern const struct sg_service sg_event_service;
 
 /* NULL-terminated list of all served services. */
 extern const struct sg_service *const sg_services[];
+/* The same without server reflection (auth.reflection: false). */
+extern const struct sg_service *const sg_services_no_reflection[];
 
 #endif /* SG_SERVER_SERVICES_H */

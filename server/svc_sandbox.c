@@ -1,7 +1,9 @@
 /*
  * svc_sandbox.c: sandgate.v1.SandboxService Create, Get, List and Delete.
  *
- * Every handler: validate the request, read or write the store, reply.
+ * Every handler: validate the request, authorize it (the transport has
+ * authenticated the caller and checked the permission; authz_call.h),
+ * read or write the store, reply.
  * Writes are group-committed by the store and answered from its callback
  * (on the store's writer thread); the reconciler is kicked once a write
  * that needs driver work is durable. Nothing here talks to the driver
@@ -11,6 +13,7 @@
 
 #include "svc_sandbox.h"
 
+#include "authz_call.h"
 #include "canon.h"
 #include "gateway.h"
 #include "log.h"
@@ -61,6 +64,17 @@ static struct sg_gateway *gateway(struct sg_call *call)
     return gw;
 }
 
+/* The facts of a stored row that authorization reads: never request
+   fields. */
+static struct sg_authz_object row_object(const struct sg_sandbox_row *row)
+{
+    struct sg_authz_object obj = {
+        .tenant = row->tenant, .project = row->project,
+        .namespace_name = row->namespace_name, .owner = row->owner};
+
+    return obj;
+}
+
 /* An id from a request: NOT_FOUND for ids that cannot exist. */
 static int check_id(const char *id, struct sg_error *err)
 {
@@ -83,13 +97,23 @@ struct create_ctx {
     char request_hash[SG_HASH_SIZE];
 };
 
-/* Store thread: the create is durable (or was already there). */
+/* Store thread: the create is durable (or was already there). The audit
+   line is written before the answer goes out. */
 static void on_created(void *opaque, const struct sg_store_result *res)
 {
     struct create_ctx *cc = opaque;
+    struct sg_authz_audit_facts facts = {0};
 
+    if (res->row) {
+        facts.target = res->row->id;
+        facts.tenant = res->row->tenant;
+        facts.namespace_name = res->row->namespace_name;
+        facts.request_id = res->row->request_id;
+    }
     if (res->err) {
         SG_ERROR("create failed: %s", res->err->message);
+        sg_authz_audit_outcome(cc->call, &sg_authz_rule_create_sandbox,
+                               &facts, res->err);
         sg_call_fail(cc->call, res->err);
     } else if (!res->created && STRNEQ(res->row->request_hash,
                                        cc->request_hash)) {
@@ -98,9 +122,13 @@ static void on_created(void *opaque, const struct sg_store_result *res)
                         "request_id '%s' was already used for sandbox '%s' "
                         "with different content",
                         res->row->request_id, res->row->id);
+        sg_authz_audit_outcome(cc->call, &sg_authz_rule_create_sandbox,
+                               &facts, &err);
         sg_call_fail(cc->call, &err);
         sg_error_reset(&err);
     } else {
+        sg_authz_audit_outcome(cc->call, &sg_authz_rule_create_sandbox,
+                               &facts, NULL);
         reply_row(cc->call, res->row);
         if (res->created)
             sg_reconciler_kick_row(cc->gw->reconciler, res->row);
@@ -109,35 +137,63 @@ static void on_created(void *opaque, const struct sg_store_result *res)
     free(cc);
 }
 
-/* Let the driver check its block and report placement facts. */
+/* Let the driver check its block and report placement facts (which the
+   caller clears). */
 static int driver_admit(struct sg_gateway *gw, const Sandgate__V1__Sandbox *sb,
-                        char **namespace_name, struct sg_error *err)
+                        struct sg_driver_placement *placement,
+                        struct sg_error *err)
 {
-    struct sg_driver_placement placement;
     struct sg_driver_view view;
     int ret = -1;
 
-    memset(&placement, 0, sizeof(placement));
+    memset(placement, 0, sizeof(*placement));
     if (sg_driver_view_init(&view, sb, sg_driver_name(gw->driver), err) == 0 &&
         sg_driver_validate(gw->driver, &view.sb, err) == 0 &&
-        sg_driver_describe(gw->driver, &view.sb, &placement, err) == 0) {
-        *namespace_name = strdup(placement.namespace_name
-                                     ? placement.namespace_name : "");
-        if (*namespace_name)
-            ret = 0;
-        else
-            sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
-    }
+        sg_driver_describe(gw->driver, &view.sb, placement, err) == 0)
+        ret = 0;
     sg_driver_view_clear(&view);
-    sg_driver_placement_clear(&placement);
     return ret;
+}
+
+/*
+ * What the create asks for, from the request and the driver's facts (not
+ * from the driver_config JSON). ac borrows from req and placement; the
+ * credential name array is the caller's to free.
+ */
+static int create_facts(const Sandgate__V1__CreateSandboxRequest *req,
+                        const struct sg_driver_placement *placement,
+                        struct sg_authz_create *ac, struct sg_error *err)
+{
+    const Sandgate__V1__Sandbox *sb = req->sandbox;
+    const Sandgate__V1__SandboxSpec *spec = sb->spec;
+    size_t n_creds = spec ? spec->n_credentials : 0;
+    const char **creds = calloc(n_creds ? n_creds : 1, sizeof(*creds));
+
+    if (!creds) {
+        sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n_creds; i++)
+        creds[i] = spec->credentials[i]->credential;
+    memset(ac, 0, sizeof(*ac));
+    ac->tenant = sb->tenant;
+    ac->project = sb->project;
+    ac->access_profile = sb->access_profile;
+    ac->runtime_profile = sb->runtime_profile;
+    ac->credentials = creds;
+    ac->n_credentials = n_creds;
+    ac->has_policy = spec && spec->policy &&
+                     spec->policy->source_case !=
+                         SANDGATE__V1__SANDBOX_POLICY__SOURCE__NOT_SET;
+    ac->placement = placement;
+    return 0;
 }
 
 /*
  * The record as first stored: the caller's fields, plus everything the
  * server assigns. Output-only fields were refused by validation.
  */
-static int build_record(struct sg_gateway *gw,
+static int build_record(struct sg_call *call, struct sg_gateway *gw,
                         const Sandgate__V1__CreateSandboxRequest *req,
                         const char *namespace_name, const char *request_hash,
                         struct sg_sandbox_row *row, struct sg_error *err)
@@ -178,7 +234,8 @@ static int build_record(struct sg_gateway *gw,
     }
 
     sb.id = id;
-    sb.owner = (char *)gw->local_owner;
+    /* Always the authenticated subject: owner is output-only. */
+    sb.owner = (char *)sg_authz_subject(call);
     sb.request_id = (char *)sg_create_request_id(req);
     sb.status = &st;
     sb.resource_version = 0;
@@ -196,13 +253,21 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
     struct sg_sandbox_row row;
     struct sg_event_row ev;
     struct create_ctx *cc = NULL;
-    char *namespace_name = NULL;
+    struct sg_driver_placement placement;
+    struct sg_authz_create ac = {0};
 
+    memset(&placement, 0, sizeof(placement));
     if (!gw)
         return;
     memset(&row, 0, sizeof(row));
     memset(&ev, 0, sizeof(ev));
-    if (sg_validate_create_sandbox(req, &gw->limits, &err) < 0)
+    /* Validate, let the driver name the placement, then authorize every
+       scope: nothing is written or called for a denied request. */
+    if (sg_validate_create_sandbox(req, &gw->limits, &err) < 0 ||
+        driver_admit(gw, req->sandbox, &placement, &err) < 0 ||
+        create_facts(req, &placement, &ac, &err) < 0 ||
+        sg_authz_check_create(call, &sg_authz_rule_create_sandbox, &ac,
+                              &err) < 0)
         goto cleanup;
     if (req->sandbox->spec && req->sandbox->spec->n_credentials > 0) {
         sg_error_report(&err, SG_ERR_UNIMPLEMENTED,
@@ -210,16 +275,15 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
                         "credential delivery is not built");
         goto cleanup;
     }
-    if (driver_admit(gw, req->sandbox, &namespace_name, &err) < 0)
-        goto cleanup;
     cc = calloc(1, sizeof(*cc));
     if (!cc) {
         sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
         goto cleanup;
     }
     if (sg_create_request_hash(req, cc->request_hash, &err) < 0 ||
-        build_record(gw, req, namespace_name, cc->request_hash, &row,
-                     &err) < 0)
+        build_record(call, gw, req,
+                     placement.namespace_name ? placement.namespace_name : "",
+                     cc->request_hash, &row, &err) < 0)
         goto cleanup;
     if (sg_event_for_row(&row, SG_EVENT_ACCEPTED, "Accepted",
                          "sandbox accepted", &ev) < 0) {
@@ -237,10 +301,20 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
     cc = NULL; /* on_created owns it */
 
  cleanup:
-    if (sg_error_is_set(&err))
+    if (sg_error_is_set(&err)) {
+        /* A refused create is audited too, denied or invalid. */
+        struct sg_authz_audit_facts facts = {
+            .tenant = req->sandbox ? req->sandbox->tenant : NULL,
+            .namespace_name = placement.namespace_name,
+            .request_id = sg_create_request_id(req)};
+
+        sg_authz_audit_outcome(call, &sg_authz_rule_create_sandbox, &facts,
+                               &err);
         sg_call_fail(call, &err);
+    }
     free(cc);
-    free(namespace_name);
+    free((void *)ac.credentials);
+    sg_driver_placement_clear(&placement);
     sg_event_row_clear(&ev);
     sg_sandbox_row_clear(&row);
     sg_error_reset(&err);
@@ -248,34 +322,39 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
 
 /* ---- GetSandbox ------------------------------------------------------ */
 
-static int visit_reply(void *opaque, const struct sg_sandbox_row *row)
-{
-    reply_row(opaque, row);
-    return 1;
-}
-
 void sg_svc_get_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
 {
     const Sandgate__V1__GetSandboxRequest *req = (const void *)msg;
     struct sg_gateway *gw = gateway(call);
     struct sg_error err = SG_ERROR_INIT;
+    struct sg_sandbox_row *row = NULL;
+    struct sg_authz_object obj;
     int found = -1;
 
     if (!gw)
         return;
     if (check_id(req->id, &err) == 0)
-        found = sg_store_get_sandbox(gw->store, req->id,
-                                     visit_reply, call, &err);
+        found = sg_store_get_sandbox_copy(gw->store, req->id, &row, &err);
     if (found == 0)
         sg_error_report(&err, SG_ERR_NOT_FOUND, "sandbox not found");
+    if (found == 1) {
+        /* One the caller may not see answers as if it did not exist. */
+        obj = row_object(row);
+        if (sg_authz_check_object(call, &sg_authz_rule_get_sandbox, &obj,
+                                  row->id, &err) == 0)
+            reply_row(call, row);
+    }
     if (sg_error_is_set(&err))
         sg_call_fail(call, &err);
+    sg_sandbox_row_free(row);
     sg_error_reset(&err);
 }
 
 /* ---- ListSandboxes --------------------------------------------------- */
 
 struct list_ctx {
+    struct sg_call *call;
+    bool filter;               /* check each row against the caller */
     const struct sg_selector *sel;
     size_t want;               /* page size */
     Sandgate__V1__Sandbox **items; /* want + 1 slots */
@@ -298,6 +377,12 @@ static int visit_list(void *opaque, const struct sg_sandbox_row *row)
     free(lc->last_scanned);
     lc->last_scanned = last;
     lc->scanned++;
+    if (lc->filter) {
+        struct sg_authz_object obj = row_object(row);
+
+        if (!sg_authz_may_see(lc->call, &sg_authz_rule_list_sandboxes, &obj))
+            return 0;
+    }
     sb = sg_record_unpack(row, lc->err);
     if (!sb)
         return 1;
@@ -390,7 +475,8 @@ void sg_svc_list_sandboxes(struct sg_call *call, const ProtobufCMessage *msg)
     struct sg_selector *sel = NULL;
     struct sg_sandbox_filter f;
     uint8_t digest[SG_PAGE_DIGEST_SIZE];
-    struct list_ctx lc = {.err = &err};
+    struct list_ctx lc = {.call = call, .err = &err};
+    enum sg_reach reach = sg_authz_reach(call, &sg_authz_rule_list_sandboxes);
     char *after = NULL;
     int page = list_page_size(req->page_size, &err);
     size_t budget;
@@ -398,8 +484,19 @@ void sg_svc_list_sandboxes(struct sg_call *call, const ProtobufCMessage *msg)
 
     if (!gw)
         return;
+    if (reach == SG_REACH_NONE) {
+        /* The transport's check already answers this; without it, deny. */
+        sg_error_report(&err, SG_ERR_PERMISSION_DENIED,
+                        "permission 'sandboxes.list' is not granted");
+        goto cleanup;
+    }
     if (list_filter(req, &f, &err) < 0 || page < 0)
         goto cleanup;
+    /* A caller that sees only its own sandboxes gets them from the owner
+       index; wider but partial reach is checked row by row. */
+    if (reach == SG_REACH_OWN)
+        f.owner = sg_authz_subject(call);
+    lc.filter = reach == SG_REACH_TENANT;
     sel = sg_selector_parse(req->label_selector, &err);
     if (!sel)
         goto cleanup;
@@ -414,8 +511,10 @@ void sg_svc_list_sandboxes(struct sg_call *call, const ProtobufCMessage *msg)
         sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
         goto cleanup;
     }
-    /* Without a selector every row matches: read one more than a page. */
-    budget = sg_selector_is_empty(sel) ? lc.want + 1 : LIST_SCAN_BUDGET;
+    /* Without a selector or a per-row check every row matches: read one
+       more than a page. */
+    budget = sg_selector_is_empty(sel) && !lc.filter ? lc.want + 1
+                                                      : LIST_SCAN_BUDGET;
     n = sg_store_list_sandboxes(gw->store, &f, after, budget,
                                 visit_list, &lc, &err);
     if (n < 0 || sg_error_is_set(&err))
@@ -455,13 +554,32 @@ static void delete_ctx_free(struct delete_ctx *dc)
     free(dc);
 }
 
+/* Audit the delete's outcome, then answer with row or err. */
+static void delete_answer(struct delete_ctx *dc,
+                          const struct sg_sandbox_row *row,
+                          const struct sg_error *err)
+{
+    struct sg_authz_audit_facts facts = {.target = dc->id};
+
+    if (row) {
+        facts.tenant = row->tenant;
+        facts.namespace_name = row->namespace_name;
+    }
+    sg_authz_audit_outcome(dc->call, &sg_authz_rule_delete_sandbox, &facts,
+                           err);
+    if (err && sg_error_is_set(err))
+        sg_call_fail(dc->call, err);
+    else
+        reply_row(dc->call, row);
+}
+
 /* Store thread: the DELETING state is durable, or the write lost. */
 static void on_deleting(void *opaque, const struct sg_store_result *res)
 {
     struct delete_ctx *dc = opaque;
 
     if (!res->err) {
-        reply_row(dc->call, res->row);
+        delete_answer(dc, res->row, NULL);
         sg_reconciler_kick_row(dc->gw->reconciler, res->row);
     } else if (res->err->code == SG_ERR_ABORTED && !dc->expected_rv &&
                dc->tries < DELETE_TRIES) {
@@ -473,10 +591,10 @@ static void on_deleting(void *opaque, const struct sg_store_result *res)
         struct sg_error err = SG_ERROR_INIT;
         sg_error_report(&err, SG_ERR_ABORTED,
                         "sandbox was modified concurrently; read it again");
-        sg_call_fail(dc->call, &err);
+        delete_answer(dc, NULL, &err);
         sg_error_reset(&err);
     } else {
-        sg_call_fail(dc->call, res->err);
+        delete_answer(dc, NULL, res->err);
     }
     delete_ctx_free(dc);
 }
@@ -504,7 +622,7 @@ static void delete_try(struct delete_ctx *dc)
     if (found != 1)
         goto cleanup;
     if (row->phase == SG_PHASE_DELETING || row->phase == SG_PHASE_DELETED) {
-        reply_row(dc->call, row); /* already on its way: not an error */
+        delete_answer(dc, row, NULL); /* already on its way: not an error */
         goto cleanup;
     }
     if (dc->expected_rv && dc->expected_rv != row->resource_version) {
@@ -523,7 +641,7 @@ static void delete_try(struct delete_ctx *dc)
  cleanup:
     if (dc) {
         if (sg_error_is_set(&err))
-            sg_call_fail(dc->call, &err);
+            delete_answer(dc, row, &err);
         delete_ctx_free(dc);
     }
     for (size_t i = 0; i < n_evs; i++)
@@ -538,11 +656,25 @@ void sg_svc_delete_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
     const Sandgate__V1__DeleteSandboxRequest *req = (const void *)msg;
     struct sg_gateway *gw = gateway(call);
     struct sg_error err = SG_ERROR_INIT;
+    struct sg_sandbox_row *row = NULL;
+    struct sg_authz_object obj;
     struct delete_ctx *dc;
+    int found = -1;
 
     if (!gw)
         return;
-    if (check_id(req->id, &err) < 0) {
+    if (check_id(req->id, &err) == 0)
+        found = sg_store_get_sandbox_copy(gw->store, req->id, &row, &err);
+    /* Owner and tenant never change, so one check covers delete_try's
+       retries; a missing row goes on, and delete_try answers (and
+       audits) NOT_FOUND. Denials are audited by the check itself. */
+    if (found == 1) {
+        obj = row_object(row);
+        sg_authz_check_object(call, &sg_authz_rule_delete_sandbox, &obj,
+                              row->id, &err);
+    }
+    sg_sandbox_row_free(row);
+    if (sg_error_is_set(&err)) {
         sg_call_fail(call, &err);
         sg_error_reset(&err);
         return;

@@ -52,6 +52,8 @@ struct sg_call {
     struct sg_tag tag_status;
 
     void *data;
+    struct sg_identity *identity; /* set before on_start, then read-only */
+    struct sg_policy *policy;
     gpr_timespec start;
     bool default_deadline; /* deadline was set by the server, not the client */
 
@@ -119,6 +121,10 @@ void sg_server_call_done(struct sg_server *srv);
 unsigned sg_server_default_deadline_ms(const struct sg_server *srv);
 /* The access log is on (log.access_log; a filter can still silence it). */
 bool sg_server_access_log(const struct sg_server *srv);
+/* Run the authentication hook (0 when none is set). On -1 the hook has
+   finished the call. handled: the method has a handler. */
+int sg_server_run_auth(struct sg_server *srv, struct sg_call *call,
+                       bool handled);
 /* True once shutdown began: new calls are answered UNAVAILABLE. */
 bool sg_server_draining(const struct sg_server *srv);
 

@@ -23,6 +23,7 @@ PACKAGES=(
   bubblewrap
   # integration tests (Debian's /usr/bin/python3)
   python3 python3-grpcio python3-grpc-tools python3-protobuf openssl
+  python3-cryptography python3-jwt python3-yaml
   # load and protocol probes
   nghttp2-client
   # misc

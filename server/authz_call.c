@@ -1,0 +1,234 @@
+/*
+ * authz_call.c: the authentication hook and the per-request checks of
+ * the handlers (see authz_call.h).
+ */
+#include "internal.h"
+
+#include "authz_call.h"
+
+#include "gateway.h"
+#include "log.h"
+#include "status.h"
+
+#include <strings.h>
+
+SG_LOG_INIT("authz.call");
+
+#define MAX_BEARER 16384
+
+static const char *const not_found_msgs[] = {
+    [1] = "sandbox not found",
+    [2] = "credential not found",
+    [3] = "event not found",
+};
+
+static struct sg_authz *call_authz(const struct sg_call *call)
+{
+    const struct sg_gateway *gw = sg_call_app_data(call);
+
+    return gw ? gw->authz : NULL;
+}
+
+/* One audit line. Everything but the call itself may be NULL. */
+static void audit(struct sg_call *call, const struct sg_authz_rule *rule,
+                  const struct sg_authz_audit_facts *facts,
+                  grpc_status_code code, const char *reason)
+{
+    struct sg_authz *a = call_authz(call);
+    const struct sg_identity *id = sg_call_identity(call);
+    struct sg_audit_record r = {
+        .subject = id ? id->subject : "",
+        .rpc = rule->path,
+        .allowed = code == GRPC_STATUS_OK,
+        .code = sg_status_name(code),
+        .reason = reason,
+        .peer = sg_call_peer(call),
+    };
+
+    if (!a)
+        return;
+    if (facts) {
+        r.target = facts->target;
+        r.tenant = facts->tenant;
+        r.namespace_name = facts->namespace_name;
+        r.request_id = facts->request_id;
+    }
+    sg_audit_write(sg_authz_audit(a), &r);
+}
+
+/* Audit a denial and answer it. */
+static void deny(struct sg_call *call, const struct sg_authz_rule *rule,
+                 const struct sg_error *err)
+{
+    audit(call, rule, NULL, sg_status_code(err->code), err->message);
+    sg_call_fail(call, err);
+}
+
+/* The token of "authorization: Bearer <token>", or NULL with err set
+   when the header is there but unusable. *len is its length. */
+static const char *bearer_of(const struct sg_call *call, size_t *len,
+                             struct sg_error *err)
+{
+    size_t n = 0;
+    const char *v = sg_call_metadata(call, "authorization", &n);
+
+    *len = 0;
+    if (!v)
+        return NULL;
+    if (n < 7 || strncasecmp(v, "Bearer ", 7) != 0) {
+        sg_error_report(err, SG_ERR_UNAUTHENTICATED,
+                        "authorization: only the Bearer scheme is accepted");
+        return NULL;
+    }
+    v += 7;
+    n -= 7;
+    while (n > 0 && *v == ' ') {
+        v++;
+        n--;
+    }
+    if (n == 0 || n > MAX_BEARER) {
+        sg_error_report(err, SG_ERR_UNAUTHENTICATED,
+                        "authorization: the bearer token is empty or too "
+                        "long");
+        return NULL;
+    }
+    *len = n;
+    return v;
+}
+
+int sg_authz_call_hook(void *opaque, struct sg_call *call, bool handled)
+{
+    struct sg_authz *a = opaque;
+    const struct sg_authz_rule *rule =
+        sg_authz_rule_for_path(sg_call_method(call)->path);
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_identity *id = NULL;
+    struct sg_policy *policy = NULL;
+    const char *bearer;
+    size_t len;
+    int rc = -1;
+
+    if (!rule || rule->allow_unauthenticated)
+        return 0;
+    bearer = bearer_of(call, &len, &err);
+    if (sg_error_is_set(&err) ||
+        sg_authz_authenticate(a, bearer, len, sg_call_auth_context(call),
+                              &id, &policy, &err) < 0) {
+        SG_DEBUG("%s: %s", rule->path, err.message);
+        goto cleanup;
+    }
+    sg_call_set_auth(call, id, policy);
+    if (handled &&
+        sg_policy_reach(policy, id, rule->permission) == SG_REACH_NONE) {
+        sg_error_report(&err, SG_ERR_PERMISSION_DENIED,
+                        "permission '%s' is not granted", rule->permission);
+        goto cleanup;
+    }
+    rc = 0;
+
+ cleanup:
+    if (rc < 0)
+        deny(call, rule, &err);
+    sg_error_reset(&err);
+    return rc;
+}
+
+/*
+ * A call nobody authenticated (a server without the hook, as in tests)
+ * has no policy: every check below then denies, so a missing hook can
+ * never mean "allowed".
+ */
+int sg_authz_check_object(struct sg_call *call,
+                          const struct sg_authz_rule *rule,
+                          const struct sg_authz_object *obj,
+                          const char *target, struct sg_error *err)
+{
+    const struct sg_policy *p = sg_call_policy(call);
+    const struct sg_identity *id = sg_call_identity(call);
+    struct sg_authz_audit_facts facts = {
+        .target = target, .tenant = obj->tenant,
+        .namespace_name = obj->namespace_name};
+
+    if (!p || (rule->visibility_permission &&
+               !sg_policy_allows_object(p, id, rule->visibility_permission,
+                                        obj))) {
+        /* Exactly what a missing object answers. */
+        sg_error_report(err, SG_ERR_NOT_FOUND, "%s",
+                        not_found_msgs[rule->resource]);
+        audit(call, rule, &facts, GRPC_STATUS_NOT_FOUND, "not visible");
+        return -1;
+    }
+    if (!sg_policy_allows_object(p, id, rule->permission, obj)) {
+        sg_error_report(err, SG_ERR_PERMISSION_DENIED,
+                        "permission '%s' is not granted on this object",
+                        rule->permission);
+        audit(call, rule, &facts, GRPC_STATUS_PERMISSION_DENIED,
+              err->message);
+        return -1;
+    }
+    return 0;
+}
+
+int sg_authz_check_create(struct sg_call *call,
+                          const struct sg_authz_rule *rule,
+                          const struct sg_authz_create *req,
+                          struct sg_error *err)
+{
+    const char *own = call_authz(call)
+                          ? sg_authz_gateway_namespace(call_authz(call))
+                          : NULL;
+    const char *ns = req->placement ? req->placement->namespace_name : NULL;
+
+    if (!sg_call_policy(call)) {
+        sg_error_report(err, SG_ERR_PERMISSION_DENIED,
+                        "the caller is not authenticated");
+    } else if (own && ns && STREQ(own, ns)) {
+        sg_error_report(err, SG_ERR_PERMISSION_DENIED,
+                        "driver_config: namespace '%s' is the gateway's own "
+                        "and never a sandbox target", ns);
+    } else {
+        return sg_policy_check_create(sg_call_policy(call),
+                                      sg_call_identity(call),
+                                      rule->permission, req, NULL, err);
+    }
+    return -1;
+}
+
+enum sg_reach sg_authz_reach(struct sg_call *call,
+                             const struct sg_authz_rule *rule)
+{
+    if (!sg_call_policy(call))
+        return SG_REACH_NONE;
+    return sg_policy_reach(sg_call_policy(call), sg_call_identity(call),
+                           rule->permission);
+}
+
+bool sg_authz_may_see(struct sg_call *call, const struct sg_authz_rule *rule,
+                      const struct sg_authz_object *obj)
+{
+    return sg_call_policy(call) &&
+           sg_policy_allows_object(sg_call_policy(call),
+                                   sg_call_identity(call), rule->permission,
+                                   obj);
+}
+
+const char *sg_authz_subject(const struct sg_call *call)
+{
+    const struct sg_identity *id = sg_call_identity(call);
+
+    return id ? id->subject : "";
+}
+
+void sg_authz_audit_outcome(struct sg_call *call,
+                            const struct sg_authz_rule *rule,
+                            const struct sg_authz_audit_facts *facts,
+                            const struct sg_error *err)
+{
+    bool failed = err && sg_error_is_set(err);
+
+    if (!rule->audit)
+        return;
+    audit(call, rule, facts,
+          failed ? sg_status_code(err->code) : GRPC_STATUS_OK,
+          failed ? sg_status_message(err) : NULL);
+}
