@@ -1,10 +1,19 @@
 """sgctl, the command-line client, against the real daemon: health (one-shot
-and --watch across SIGTERM), version, mTLS options and exit codes."""
+and --watch across SIGTERM), version, mTLS options and exit codes; and where
+its bearer token comes from (--token, --token-file, --data-dir,
+SGCTL_TOKEN, the default data directory), checked against a small server
+that records what it was sent."""
 import os
+import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
+from concurrent import futures
+
+import grpc
 
 from sgtest import env, pki
 from sgtest.daemon import DaemonTestCase, free_port
@@ -107,6 +116,211 @@ class SgctlMtlsTest(DaemonTestCase):
         r = sgctl('--addr', self.addr, '--server-name', 'localhost',
                   '--cacert', self.pki.ca.cert, '--timeout', '3', 'health')
         self.assertEqual(r.returncode, 24, r.stdout + r.stderr)
+
+
+def default_data_dir():
+    """The build's default data directory (meson option default_data_dir),
+    which sgctl looks in for the admin token."""
+    try:
+        with open(os.path.join(env.BUILD_DIR, 'config.h')) as f:
+            m = re.search(r'^#define SG_DEFAULT_DATA_DIR "([^"]*)"', f.read(), re.M)
+            return m.group(1) if m else 'sandgate-data'
+    except OSError:
+        return 'sandgate-data'
+
+
+DEFAULT_TOKEN_PATH = os.path.join(default_data_dir(), 'admin.token')
+
+
+class RecordingHealth:
+    """A Health/Check server that answers SERVING and records the
+    authorization metadata of every call (None when absent)."""
+
+    def __init__(self):
+        self.seen = []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        handler = grpc.method_handlers_generic_handler('grpc.health.v1.Health', {
+            # Raw bytes both ways: the reply is HealthCheckResponse{status:
+            # SERVING}, field 1 = 1.
+            'Check': grpc.unary_unary_rpc_method_handler(self._check),
+        })
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port('127.0.0.1:0')
+        self.server.start()
+
+    def _check(self, request, context):
+        md = dict(context.invocation_metadata())
+        self.seen.append(md.get('authorization'))
+        return b'\x08\x01'
+
+    @property
+    def address(self):
+        return '127.0.0.1:%d' % self.port
+
+    def stop(self):
+        self.server.stop(None)
+
+
+class SgctlTokenTest(unittest.TestCase):
+    SECRET = 'sgadm_Secret-%d_do.not.print~' % os.getpid()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fake = RecordingHealth()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fake.stop()
+
+    def setUp(self):
+        if os.path.isabs(DEFAULT_TOKEN_PATH):
+            self.skipTest('built with an absolute default_data_dir')
+        self.dir = tempfile.mkdtemp(prefix='sgctl-token-')
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.fake.seen.clear()
+
+    def write(self, rel, data):
+        path = os.path.join(self.dir, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(data)
+        os.chmod(path, 0o600)
+        return path
+
+    def run_sgctl(self, *args, env_token=None):
+        environ = dict(os.environ)
+        environ.pop('SGCTL_TOKEN', None)
+        if env_token is not None:
+            environ['SGCTL_TOKEN'] = env_token
+        return subprocess.run([sgctl_path(), '--addr', self.fake.address, *args,
+                               'health'], capture_output=True, text=True,
+                              cwd=self.dir, env=environ, timeout=env.scaled(20))
+
+    def assertSent(self, r, token):
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), 'SERVING')
+        self.assertEqual(self.fake.seen, ['Bearer ' + token] if token else [None])
+
+    def assertRefused(self, r, code, *needles):
+        self.assertEqual(r.returncode, code, r.stdout + r.stderr)
+        self.assertEqual(self.fake.seen, [], 'no call may be made')
+        for n in needles:
+            self.assertIn(n, r.stderr)
+        self.assertNotIn(self.SECRET, r.stdout + r.stderr)
+
+    def test_token_file_one_trailing_newline_dropped(self):
+        for data in (b'%s', b'%s\n', b'%s\r\n'):
+            with self.subTest(data=data):
+                self.fake.seen.clear()
+                path = self.write('tok', data.replace(b'%s', self.SECRET.encode()))
+                self.assertSent(self.run_sgctl('--token-file', path), self.SECRET)
+                self.fake.seen.clear()
+                self.assertSent(self.run_sgctl('--token-file=' + path), self.SECRET)
+
+    def test_default_data_dir_in_the_current_directory(self):
+        self.write(DEFAULT_TOKEN_PATH, self.SECRET.encode() + b'\n')
+        self.assertSent(self.run_sgctl(), self.SECRET)
+
+    def test_no_token_anywhere_sends_none(self):
+        self.assertSent(self.run_sgctl(), None)
+
+    def test_data_dir_option(self):
+        self.write('elsewhere/admin.token', self.SECRET.encode() + b'\n')
+        # A default file in the current directory is not what was asked for.
+        self.write(DEFAULT_TOKEN_PATH, b'default-token\n')
+        self.assertSent(self.run_sgctl('--data-dir', os.path.join(self.dir, 'elsewhere')),
+                        self.SECRET)
+
+    def test_precedence(self):
+        self.write(DEFAULT_TOKEN_PATH, b'from-default\n')
+        path = self.write('tok', b'from-file\n')
+        # SGCTL_TOKEN beats the default file ...
+        self.assertSent(self.run_sgctl(env_token='from-env'), 'from-env')
+        # ... and the options beat SGCTL_TOKEN.
+        self.fake.seen.clear()
+        self.assertSent(self.run_sgctl('--token-file', path, env_token='from-env'),
+                        'from-file')
+        self.fake.seen.clear()
+        self.assertSent(self.run_sgctl('--token', 'from-flag', env_token='from-env'),
+                        'from-flag')
+
+    def test_two_sources_is_a_usage_error(self):
+        path = self.write('tok', b'x\n')
+        for args in (('--token', 'a', '--token-file', path),
+                     ('--token-file', path, '--data-dir', self.dir),
+                     ('--token', 'a', '--data-dir', self.dir)):
+            with self.subTest(args=args):
+                self.assertRefused(self.run_sgctl(*args), 2, 'only one of')
+
+    def test_bad_token_files_are_refused_without_printing_them(self):
+        s = self.SECRET.encode()
+        cases = [
+            (b'', 'is empty'),
+            (b'\n', 'is empty'),
+            (s + b' ' + s + b'\n', 'at byte %d' % len(s)),
+            (s + b'\n\n', 'at byte %d' % len(s)),
+            (s + b'\nsecond line\n', 'at byte %d' % len(s)),
+            (b' ' + s, 'at byte 0'),
+            (s + b'\t', 'at byte %d' % len(s)),
+            (s + b'\x01', 'at byte %d' % len(s)),
+            (s + '\u00e9'.encode(), 'at byte %d' % len(s)),
+            (b'x' * 9000, 'larger than'),
+        ]
+        for data, needle in cases:
+            with self.subTest(data=data[:40]):
+                self.fake.seen.clear()
+                path = self.write('tok', data)
+                self.assertRefused(self.run_sgctl('--token-file', path), 3,
+                                   "token file '%s'" % path, needle)
+
+    def test_bad_default_file_is_not_ignored(self):
+        self.write(DEFAULT_TOKEN_PATH, self.SECRET.encode() + b' trailing\n')
+        self.assertRefused(self.run_sgctl(), 3, DEFAULT_TOKEN_PATH, 'cannot be in a token')
+
+    def test_missing_files(self):
+        missing = os.path.join(self.dir, 'nope')
+        self.assertRefused(self.run_sgctl('--token-file', missing), 3,
+                           "cannot open token file '%s'" % missing)
+        self.assertRefused(self.run_sgctl('--data-dir', missing), 3,
+                           os.path.join(missing, 'admin.token'))
+        self.assertRefused(self.run_sgctl('--token-file', self.dir), 3, 'not a regular file')
+        self.assertRefused(self.run_sgctl('--token-file='), 2, 'empty path')
+
+
+class SgctlDaemonTokenTest(DaemonTestCase):
+    """The file the gateway writes is one sgctl reads as it is."""
+
+    def test_reads_the_gateways_admin_token_file(self):
+        d = self.start_daemon()
+        if not d.admin_token:
+            self.skipTest('this gateway writes no admin token')
+        fake = RecordingHealth()
+        self.addCleanup(fake.stop)
+        environ = {k: v for k, v in os.environ.items() if k != 'SGCTL_TOKEN'}
+        for args in (('--data-dir', d.data_dir), ('--token-file', d.admin_token_path)):
+            with self.subTest(args=args):
+                fake.seen.clear()
+                r = subprocess.run([sgctl_path(), '--addr', fake.address, *args, 'health'],
+                                   capture_output=True, text=True, env=environ,
+                                   timeout=env.scaled(20))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(fake.seen, ['Bearer ' + d.admin_token])
+                self.assertNotIn(d.admin_token, r.stdout + r.stderr)
+        # And the gateway itself answers sgctl with the default location
+        # (the health service needs no token, so this checks the file is
+        # accepted and nothing is printed).
+        work = tempfile.mkdtemp(prefix='sgctl-cwd-')
+        self.addCleanup(shutil.rmtree, work, True)
+        if os.path.isabs(DEFAULT_TOKEN_PATH):
+            return
+        os.makedirs(os.path.dirname(os.path.join(work, DEFAULT_TOKEN_PATH)))
+        shutil.copy(d.admin_token_path, os.path.join(work, DEFAULT_TOKEN_PATH))
+        r = subprocess.run([sgctl_path(), '--addr', d.address, 'health'],
+                           capture_output=True, text=True, env=environ, cwd=work,
+                           timeout=env.scaled(20))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), 'SERVING')
+        self.assertNotIn(d.admin_token, r.stdout + r.stderr + d.stderr_text())
 
 
 if __name__ == '__main__':

@@ -76,13 +76,16 @@ static void usage(FILE *out)
             "  -h, --help           show this help (or the command's)\n"
             "\n"
             "Environment:\n"
-            "  SGCTL_TOKEN          bearer token, unless --token is given\n"
+            "  SGCTL_TOKEN          bearer token, unless --token, --token-file\n"
+            "                       or --data-dir is given\n"
             "\n"
             "Exit codes:\n"
             "  0      success (health: SERVING)\n"
             "  1      negative answer (health: not SERVING; version: none)\n"
             "  2      usage error\n"
-            "  3      local error (unreadable file, bad PEM, out of memory)\n"
+            "  3      local error (unreadable file, bad token file, bad "
+            "PEM,\n"
+            "         out of memory)\n"
             "  10+N   the call failed with gRPC status N, e.g. 14 = "
             "DEADLINE_EXCEEDED,\n"
             "         24 = UNAVAILABLE (server down, TLS failure), 26 = "
@@ -130,6 +133,7 @@ int main(int argc, char **argv)
     bool only_args = false;
     bool grpc_up = false;
     int ret = TOOL_EXIT_USAGE;
+    int r;
 
     tool_progname = "sgctl";
     memset(&ctx, 0, sizeof(ctx));
@@ -147,8 +151,6 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     for (int i = 1; i < argc; i++) {
-        int r;
-
         if (only_args) {
             rest[n_rest++] = argv[i];
             continue;
@@ -188,8 +190,11 @@ int main(int argc, char **argv)
         ret = TOOL_EXIT_OK;
         goto cleanup;
     }
-    if (tool_conn_opts_finish(&ctx.conn) < 0)
+    r = tool_conn_opts_finish(&ctx.conn);
+    if (r < 0) {
+        ret = r == -2 ? TOOL_EXIT_LOCAL : TOOL_EXIT_USAGE;
         goto cleanup;
+    }
 
     tool_grpc_logging(ctx.conn.verbose);
     grpc_init();
@@ -199,6 +204,7 @@ int main(int argc, char **argv)
 
  cleanup:
     sgctl_ctx_clear(&ctx);
+    tool_conn_opts_clear(&ctx.conn);
     if (grpc_up)
         grpc_shutdown();
     free(rest);

@@ -6,6 +6,7 @@
 #include "tool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/log.h>
@@ -13,6 +14,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char *tool_progname = "sgtool";
 
@@ -144,6 +147,24 @@ int tool_conn_opts_parse(struct tool_conn_opts *o, int argc, char **argv,
         o->token = val;
         return r;
     }
+    r = tool_opt_value(argc, argv, i, "--token-file", &val);
+    if (r != 0) {
+        if (r > 0 && *val == '\0') {
+            tool_err("--token-file: empty path");
+            return -1;
+        }
+        o->token_file = val;
+        return r;
+    }
+    r = tool_opt_value(argc, argv, i, "--data-dir", &val);
+    if (r != 0) {
+        if (r > 0 && *val == '\0') {
+            tool_err("--data-dir: empty path");
+            return -1;
+        }
+        o->data_dir = val;
+        return r;
+    }
     r = tool_opt_value(argc, argv, i, "--timeout", &val);
     if (r != 0) {
         if (r < 0)
@@ -158,14 +179,136 @@ int tool_conn_opts_parse(struct tool_conn_opts *o, int argc, char **argv,
     return 0;
 }
 
+/*
+ * Read the token in path into o->token_buf. Returns 1, 0 if the file does
+ * not exist and optional is set, or -1 (printed). Nothing printed here
+ * quotes the file's content: it may be a token with one byte wrong.
+ */
+static int read_token_file(struct tool_conn_opts *o, const char *path,
+                           bool optional)
+{
+    /* Room for the longest token, "\r\n" and one byte to detect more. */
+    char buf[TOOL_TOKEN_MAX + 3];
+    char eb[128];
+    struct stat st;
+    size_t n = 0;
+    int ret = -1;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (optional && errno == ENOENT)
+            return 0;
+        tool_err("cannot open token file '%s': %s", path,
+                 strerror_r(errno, eb, sizeof(eb)));
+        return -1;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        tool_err("token file '%s' is not a regular file", path);
+        goto cleanup;
+    }
+    while (n < sizeof(buf)) {
+        ssize_t got = read(fd, buf + n, sizeof(buf) - n);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            tool_err("cannot read token file '%s': %s", path,
+                     strerror_r(errno, eb, sizeof(eb)));
+            goto cleanup;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    /* One trailing newline (or CRLF) is how editors end a file. */
+    if (n > 0 && buf[n - 1] == '\n') {
+        n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+    }
+    if (n > TOOL_TOKEN_MAX) {
+        tool_err("token file '%s' is larger than %d bytes", path,
+                 TOOL_TOKEN_MAX);
+        goto cleanup;
+    }
+    if (n == 0) {
+        tool_err("token file '%s' is empty", path);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* A token is one word of visible ASCII (what a bearer header can
+           carry); a space, a second line or a control byte is a mistake. */
+        if (buf[i] <= ' ' || buf[i] > '~') {
+            tool_err("token file '%s' holds a character that cannot be in a "
+                     "token at byte %zu (only visible ASCII, then at most "
+                     "one newline)", path, i);
+            goto cleanup;
+        }
+    }
+    memcpy(o->token_buf, buf, n);
+    o->token_buf[n] = '\0';
+    o->token = o->token_buf;
+    ret = 1;
+
+ cleanup:
+    explicit_bzero(buf, sizeof(buf));
+    close(fd);
+    return ret;
+}
+
+/* The token from the options, the environment or a file: 0, -1 or -2. */
+static int find_token(struct tool_conn_opts *o)
+{
+    char path[4096];
+    const char *env;
+    int n;
+
+    if ((o->token != NULL) + (o->token_file != NULL) +
+        (o->data_dir != NULL) > 1) {
+        tool_err("give only one of --token, --token-file and --data-dir");
+        return -1;
+    }
+    if (o->token != NULL)
+        return 0;
+    if (o->token_file != NULL)
+        return read_token_file(o, o->token_file, false) < 0 ? -2 : 0;
+    if (o->data_dir != NULL) {
+        n = snprintf(path, sizeof(path), "%s/%s", o->data_dir,
+                     TOOL_ADMIN_TOKEN_NAME);
+        if (n < 0 || (size_t)n >= sizeof(path)) {
+            tool_err("--data-dir: path too long");
+            return -1;
+        }
+        return read_token_file(o, path, false) < 0 ? -2 : 0;
+    }
+    env = getenv("SGCTL_TOKEN");
+    if (env != NULL && *env != '\0') {
+        o->token = env;
+        return 0;
+    }
+    /* The gateway's own default data directory, as a local admin would
+       run both from the same place. */
+    snprintf(path, sizeof(path), "%s/%s", SG_DEFAULT_DATA_DIR,
+             TOOL_ADMIN_TOKEN_NAME);
+    return read_token_file(o, path, true) < 0 ? -2 : 0;
+}
+
+void tool_conn_opts_clear(struct tool_conn_opts *o)
+{
+    if (o == NULL)
+        return;
+    if (o->token == o->token_buf)
+        o->token = NULL;
+    explicit_bzero(o->token_buf, sizeof(o->token_buf));
+}
+
 int tool_conn_opts_finish(struct tool_conn_opts *o)
 {
-    if (o->token == NULL) {
-        const char *env = getenv("SGCTL_TOKEN");
+    int r = find_token(o);
 
-        if (env != NULL && *env != '\0')
-            o->token = env;
-    }
+    if (r < 0)
+        return r;
     if (o->token != NULL) {
         /* Metadata values must be printable ASCII without CR/LF. */
         for (const char *p = o->token; *p != '\0'; p++) {

@@ -33,6 +33,12 @@ enum tool_exit {
 /* Program name used as the prefix of error messages; set by main(). */
 extern const char *tool_progname;
 
+/* Longest token read from a file (a large JWT still fits). */
+#define TOOL_TOKEN_MAX 8192
+
+/* The file the gateway writes its admin token to, in its data directory. */
+#define TOOL_ADMIN_TOKEN_NAME "admin.token"
+
 /*
  * Connection options. Strings are borrowed (argv or environment) and must
  * outlive the options.
@@ -45,9 +51,14 @@ struct tool_conn_opts {
     const char *key_file;    /* client key (mTLS) */
     const char *server_name; /* name checked against the server cert */
     const char *token;       /* bearer token; never printed */
+    const char *token_file;  /* --token-file: read the token from it */
+    const char *data_dir;    /* --data-dir: read DIR/admin.token */
     double timeout_s;        /* per-call deadline in seconds */
     bool timeout_set;        /* --timeout was given */
     bool verbose;            /* let gRPC core log lines through */
+    /* A token read from a file (token then points here); inline, so that
+       nothing needs freeing; tool_conn_opts_clear() wipes it. */
+    char token_buf[TOOL_TOKEN_MAX + 1];
 };
 
 /* The daemon's default listener (meson option default_listen). */
@@ -65,8 +76,17 @@ struct tool_conn_opts {
     "  --server-name NAME   name to check the server certificate against\n"    \
     "  --timeout SECONDS    per-call deadline (default 10)\n"                  \
     "  --token TOKEN        bearer token sent as 'authorization: Bearer ...'\n" \
-    "                       (default: $SGCTL_TOKEN; prefer the variable,\n" \
-    "                       command lines are visible to other users)\n"       \
+    "                       (command lines are visible to other users:\n"      \
+    "                       prefer --token-file or $SGCTL_TOKEN)\n"            \
+    "  --token-file FILE    read the token from FILE (one trailing newline\n"  \
+    "                       is dropped)\n"                                     \
+    "  --data-dir DIR       read the token from DIR/" TOOL_ADMIN_TOKEN_NAME    \
+    ", the file the\n"                                                         \
+    "                       gateway writes its admin token to on first start\n" \
+    "                       (at most one of --token, --token-file and\n"       \
+    "                       --data-dir; with none: $SGCTL_TOKEN, else\n"       \
+    "                       " SG_DEFAULT_DATA_DIR "/" TOOL_ADMIN_TOKEN_NAME    \
+    " if that file exists)\n"                                                  \
     "  -v, --verbose        show gRPC core log lines\n"
 
 /* Defaults: TOOL_DEFAULT_ADDR, plaintext, TOOL_DEFAULT_TIMEOUT_S. */
@@ -81,11 +101,21 @@ int tool_conn_opts_parse(struct tool_conn_opts *o, int argc, char **argv,
                          int *i);
 
 /*
- * Complete the options after parsing: take the token from SGCTL_TOKEN if
- * none was given, and check combinations (--cert without --key, ...).
- * Returns 0 or -1 (printed).
+ * Complete the options after parsing: find the token and check
+ * combinations (--cert without --key, ...). The token comes from exactly
+ * one of --token, --token-file, --data-dir (giving two is an error); else
+ * from SGCTL_TOKEN; else from SG_DEFAULT_DATA_DIR/admin.token relative to
+ * the current directory when that file exists. A token file must hold one
+ * token of visible ASCII, optionally followed by one newline; messages
+ * about it name the file, never its content.
+ * Returns 0, -1 (bad options) or -2 (a token file cannot be used), the
+ * error printed.
  */
 int tool_conn_opts_finish(struct tool_conn_opts *o);
+
+/* Wipe a token read from a file, once the options are no longer needed.
+   NULL-safe. */
+void tool_conn_opts_clear(struct tool_conn_opts *o);
 
 /*
  * Create a channel for o plus the extra channel args. Returns a channel the
