@@ -63,7 +63,7 @@ class CrashTest(DaemonTestCase):
         problems = []
 
         def client(k):
-            ch = self.channel(d.address)
+            ch = self.admin_channel(d)
             c = Client(ch)
             while not stop.is_set():
                 with lock:
@@ -111,7 +111,7 @@ class CrashTest(DaemonTestCase):
 
         # Everything acknowledged gets to a final state, then deleting all
         # of it leaves no process behind.
-        c = Client(self.channel(d.address))
+        c = Client(self.admin_channel(d))
         for sid in set(final.values()):
             c.wait_phase(sid, ('READY', 'FAILED'), timeout=env.scaled(60))
         everything = c.list_all(page_size=1000)
@@ -129,7 +129,7 @@ class CrashTest(DaemonTestCase):
     def check_invariants(self, d, acked):
         # The clients keep creating meanwhile: every read below is bracketed
         # by the ones before and after it instead of compared as a snapshot.
-        c = Client(self.channel(d.address))
+        c = Client(self.admin_channel(d))
         evs_before = events(d)
         rows = c.list_all(page_size=1000)
         by_rid = {}

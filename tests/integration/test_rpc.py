@@ -44,7 +44,9 @@ class ServicesTest(DaemonTestCase):
                                'max_metadata_bytes': MAX_METADATA}})
 
     def setUp(self):
-        self.ch = self.channel(self.daemon.address)
+        # The admin token (when the daemon has one) gets every call past
+        # authentication; test_authz covers the callers that lack it.
+        self.ch = self.admin_channel(self.daemon)
 
     def test_every_sandgate_rpc_unimplemented(self):
         methods = [m for s in self.protos.sandgate_services() for m in s.methods]
@@ -157,7 +159,7 @@ class AccessLogTest(DaemonTestCase):
         return self.access_records(method)
 
     def test_one_line_per_call(self):
-        ch = self.channel(self.daemon.address)
+        ch = self.admin_channel(self.daemon)
         p = self.protos
         method = '/sandgate.v1.EventService/ListEvents'
         call = p.method(ch, method)

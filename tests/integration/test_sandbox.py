@@ -31,14 +31,14 @@ class ProcessLifecycleTest(DaemonTestCase):
                                'settings': {'grace_period_ms': 2000}}})
 
     def setUp(self):
-        self.c = Client(self.channel(self.daemon.address))
+        self.c = Client(self.admin_channel(self.daemon))
 
     def test_create_ready_delete_with_exact_events(self):
         sb = self.c.create(sandbox(name(), tenant='team-a', project='review',
                                    labels={'app': 'x'}))
         self.assertEqual(phase_name(sb), 'ACCEPTED')
         self.assertTrue(sb.id.startswith('sb-'), sb.id)
-        self.assertEqual(sb.owner, 'local:unauthenticated')
+        self.assertEqual(sb.owner, self.daemon.admin_subject)
         self.assertEqual(sb.status.driver, 'process')
         self.assertGreater(sb.resource_version, 0)
         ready = self.c.wait_phase(sb.id, 'READY')
@@ -70,7 +70,7 @@ class ProcessLifecycleTest(DaemonTestCase):
         self.assertEqual(rvs[-1], gone.resource_version)
         for e in evs:
             self.assertEqual((e['tenant'], e['project'], e['owner']),
-                             ('team-a', 'review', 'local:unauthenticated'))
+                             ('team-a', 'review', self.daemon.admin_subject))
         self.assertEqual([e['phase'] for e in evs], [1, 2, 2, 3, 5, 6])
 
     def test_process_is_isolated(self):
@@ -152,7 +152,7 @@ class RecordsTest(DaemonTestCase):
         cls.daemon = cls.start_class_daemon(config={'driver': {'name': 'noop'}})
 
     def setUp(self):
-        self.c = Client(self.channel(self.daemon.address))
+        self.c = Client(self.admin_channel(self.daemon))
 
     def test_idempotent_on_request_id(self):
         rid = 'req-' + uuid.uuid4().hex
@@ -278,7 +278,7 @@ class RecordsTest(DaemonTestCase):
         lock = threading.Lock()
 
         def worker(k):
-            c = Client(self.channel(self.daemon.address))
+            c = Client(self.admin_channel(self.daemon))
             for i in range(25):
                 try:
                     sb = c.create(sandbox(name(), tenant=tenant), request_id='w%d-%d' % (k, i))
@@ -300,7 +300,7 @@ class RecordsTest(DaemonTestCase):
 class RestartTest(DaemonTestCase):
     def test_restart_finds_running_sandboxes(self):
         d = self.start_daemon(config={'driver': {'name': 'process'}})
-        c = Client(self.channel(d.address))
+        c = Client(self.admin_channel(d))
         keep = c.create(sandbox(name())).id
         lost = c.create(sandbox(name())).id
         c.wait_phase(keep, 'READY')
@@ -312,7 +312,7 @@ class RestartTest(DaemonTestCase):
         # While the gateway is down one sandbox dies.
         os.kill(pid, 9)
         d.start()
-        c = Client(self.channel(d.address))
+        c = Client(self.admin_channel(d))
         self.assertEqual(phase_name(c.get(keep)), 'READY')
         failed = c.wait_phase(lost, 'FAILED')
         self.assertTrue(failed.status.message)

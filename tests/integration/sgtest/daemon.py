@@ -78,6 +78,22 @@ def _scalar(v):
     return json.dumps(str(v))  # a JSON string is a YAML double-quoted string
 
 
+_PLAIN_KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]*$')
+
+
+def _key(k):
+    """A mapping key: plain when it is a simple name, else double-quoted (a
+    key such as "*" or "a/b: c" would otherwise mean something else)."""
+    k = str(k)
+    plain = _PLAIN_KEY.match(k) and k.lower() not in ('true', 'false', 'yes', 'no', 'on',
+                                                      'off', 'null', 'y', 'n')
+    return k if plain else json.dumps(k)
+
+
+def _empty(v):
+    return '{}' if isinstance(v, dict) else '[]'
+
+
 def to_yaml(value, indent=0):
     """Block-style YAML for dicts, lists and scalars."""
     pad = '  ' * indent
@@ -85,18 +101,20 @@ def to_yaml(value, indent=0):
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(v, (dict, list)) and v:
-                lines.append('%s%s:' % (pad, k))
+                lines.append('%s%s:' % (pad, _key(k)))
                 lines.append(to_yaml(v, indent + 1))
             elif isinstance(v, (dict, list)):
-                lines.append('%s%s: %s' % (pad, k, '{}' if isinstance(v, dict) else '[]'))
+                lines.append('%s%s: %s' % (pad, _key(k), _empty(v)))
             else:
-                lines.append('%s%s: %s' % (pad, k, _scalar(v)))
+                lines.append('%s%s: %s' % (pad, _key(k), _scalar(v)))
     elif isinstance(value, list):
         for item in value:
-            if isinstance(item, dict) and item:
+            if isinstance(item, (dict, list)) and item:
                 sub = to_yaml(item, indent + 1).split('\n')
                 sub[0] = pad + '- ' + sub[0].lstrip()
                 lines.extend(sub)
+            elif isinstance(item, (dict, list)):
+                lines.append('%s- %s' % (pad, _empty(item)))
             else:
                 lines.append('%s- %s' % (pad, _scalar(item)))
     else:
@@ -118,6 +136,11 @@ class DaemonError(AssertionError):
     pass
 
 
+def bearer_metadata(token):
+    """[('authorization', 'Bearer <token>')], or [] for no token."""
+    return [('authorization', 'Bearer ' + token)] if token else []
+
+
 class Daemon:
     """One sandgate process.
 
@@ -126,10 +149,27 @@ class Daemon:
     config: dict merged over the default config (server/log sections).
     args: extra command-line arguments. use_config=False runs without
     --config (then pass --listen in args).
+    driver: a driver name ("noop", "process"), shorthand for
+    config={'driver': {'name': ...}}.
+    auth: the config's auth section (dict), e.g. {'reflection': False}.
+    policy: a policy file (a dict, written as YAML, or the text itself):
+    written to <dir>/policy.yaml, which auth.policy_file then names.
+    audit: True to write the audit log to <dir>/audit.log
+    (auth.audit.file); read it with audit_records().
+
+    Credentials: without a policy file the daemon writes its admin token
+    to DATA_DIR/admin.token (auth.admin_token_file) on first start;
+    admin_token holds it once the daemon serves, or None when there is no
+    such file (authentication not configured, or a daemon built before
+    authentication existed). channel()/metadata() attach it to calls.
     """
 
+    ADMIN_SUBJECT = 'token:admin'
+    LOCAL_SUBJECT = 'local:unauthenticated'
+
     def __init__(self, name=None, listeners=None, config=None, args=(), env_extra=None,
-                 use_config=True, ready_target=None, ready_credentials=None):
+                 use_config=True, ready_target=None, ready_credentials=None,
+                 driver=None, auth=None, policy=None, audit=False):
         if not env.SANDGATE:
             raise DaemonError('the sandgate binary was not given (--sandgate or SANDGATE_BIN)')
         self.name = name or 'daemon%d' % next(_counter)
@@ -150,7 +190,20 @@ class Daemon:
             'server': {'workers': 2, 'drain_timeout_ms': 3000},
             'log': {'level': 'info', 'format': 'json', 'access_log': True},
         }
+        if driver:
+            cfg['driver'] = {'name': driver}
+        self.policy_path = os.path.join(self.dir, 'policy.yaml')
+        self.audit_path = os.path.join(self.dir, 'audit.log')
+        auth_cfg = dict(auth or {})
+        if policy is not None:
+            auth_cfg.setdefault('policy_file', self.policy_path)
+        if audit:
+            auth_cfg['audit'] = deep_merge({'file': self.audit_path}, auth_cfg.get('audit') or {})
+        if auth is not None or auth_cfg:
+            cfg['auth'] = auth_cfg
         self.config = deep_merge(cfg, config or {})
+        self.policy = policy
+        self.admin_token = None
         self.use_config = use_config
         self.args = list(args)
         self.env_extra = env_extra or {}
@@ -186,6 +239,88 @@ class Daemon:
         self.config = deep_merge(self.config, config or {})
         self.write_config()
 
+    # authentication -------------------------------------------------------
+
+    @property
+    def auth_config(self):
+        return self.config.get('auth') or {}
+
+    @property
+    def admin_token_path(self):
+        p = self.auth_config.get('admin_token_file') or os.path.join(self.data_dir,
+                                                                    'admin.token')
+        return p if os.path.isabs(p) else os.path.join(self.dir, p)
+
+    def read_admin_token(self):
+        """The admin token file's text (stripped), or None if it does not exist."""
+        try:
+            with open(self.admin_token_path) as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    @property
+    def uses_admin_token(self):
+        """True when the daemon is configured for the embedded default
+        (no policy file, authentication not disabled)."""
+        a = self.auth_config
+        return not a.get('policy_file') and not a.get('disabled')
+
+    @property
+    def admin_subject(self):
+        """The subject the admin token's calls act as: token:admin, or
+        local:unauthenticated while the daemon has no token (before
+        authentication existed, or with auth.disabled)."""
+        return self.ADMIN_SUBJECT if self.admin_token else self.LOCAL_SUBJECT
+
+    def metadata(self, token=None):
+        """Call metadata carrying token (default: the admin token); [] when
+        there is none."""
+        token = token if token is not None else self.admin_token
+        return bearer_metadata(token)
+
+    def channel(self, token=None, target=None, credentials=None):
+        """A channel to the daemon whose calls carry token (default: the
+        admin token, when there is one). The caller closes it."""
+        target = target or self.address
+        ch = (protos.secure_channel(target, credentials) if credentials is not None
+              else protos.insecure_channel(target))
+        token = token if token is not None else self.admin_token
+        return protos.with_token(ch, token) if token else ch
+
+    def write_policy(self, policy):
+        """Replace the policy file (a dict or the text) atomically, so a
+        reload never reads half a file. Does not signal."""
+        self.policy = policy
+        text = policy if isinstance(policy, str) else (
+            '# generated by the integration tests\n' + to_yaml(policy) + '\n')
+        tmp = self.policy_path + '.tmp'
+        with open(tmp, 'w') as f:
+            f.write(text)
+        os.replace(tmp, self.policy_path)
+
+    def reload(self, policy=None):
+        """Write policy (if given), then SIGHUP."""
+        if policy is not None:
+            self.write_policy(policy)
+        self.signal(signal.SIGHUP)
+
+    def audit_text(self):
+        try:
+            with open(self.audit_path, 'rb') as f:
+                return f.read().decode('utf-8', errors='replace')
+        except FileNotFoundError:
+            return ''
+
+    def audit_records(self):
+        """The audit log's lines, each parsed as JSON (a line that does not
+        parse raises: the log is one JSON object per line)."""
+        out = []
+        for line in self.audit_text().splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+        return out
+
     def command(self):
         cmd = [env.SANDGATE]
         if self.use_config:
@@ -198,6 +333,8 @@ class Daemon:
     def start(self, wait=True, timeout=None):
         if self.use_config:
             self.write_config()
+            if self.policy is not None and not os.path.exists(self.policy_path):
+                self.write_policy(self.policy)
         environ = dict(os.environ)
         # Settings of this test process that are not the daemon's business.
         for k in list(environ):
@@ -233,6 +370,10 @@ class Daemon:
             try:
                 status = p.health_check(ch, '', timeout=1.0)
                 if status == 'SERVING':
+                    # The token is written before the daemon serves; a
+                    # daemon without authentication writes none.
+                    self.admin_token = (self.read_admin_token() if self.uses_admin_token
+                                        else None)
                     return
                 last = 'status ' + status
             except grpc.RpcError as e:
@@ -368,11 +509,20 @@ class DaemonTestCase(unittest.TestCase):
         d.start(wait=wait)
         return d
 
-    def channel(self, target, credentials=None):
+    def channel(self, target, credentials=None, token=None):
+        """A channel closed after the test; its calls carry token as a
+        bearer credential when one is given (anonymous otherwise)."""
         ch = (protos.secure_channel(target, credentials) if credentials is not None
               else protos.insecure_channel(target))
+        if token:
+            ch = protos.with_token(ch, token)
         self.addCleanup(ch.close)
         return ch
+
+    def admin_channel(self, daemon, target=None, credentials=None):
+        """A channel to daemon whose calls carry its admin token (none while
+        the daemon has no token), closed after the test."""
+        return self.channel(target or daemon.address, credentials, token=daemon.admin_token)
 
     def assertRpcCode(self, code, fn, *args, msg=None, **kw):
         """Call fn and assert it raises grpc.RpcError with code; returns it."""

@@ -178,3 +178,55 @@ def insecure_channel(target, **extra):
 def secure_channel(target, creds, server_name='localhost', **extra):
     return grpc.secure_channel(target, creds, options=channel_options(
         **{'grpc.ssl_target_name_override': server_name}, **extra))
+
+
+# Call credentials ----------------------------------------------------------
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
+
+
+class MetadataInterceptor(grpc.UnaryUnaryClientInterceptor,
+                          grpc.UnaryStreamClientInterceptor,
+                          grpc.StreamUnaryClientInterceptor,
+                          grpc.StreamStreamClientInterceptor):
+    """Appends fixed metadata to every call of a channel, of every kind.
+
+    grpcio's call credentials need a secure channel; the tests mostly talk
+    plaintext to loopback, so the bearer token rides as plain metadata."""
+
+    def __init__(self, metadata):
+        self._md = list(metadata)
+
+    def _details(self, d):
+        return _CallDetails(d.method, d.timeout, list(d.metadata or ()) + self._md,
+                            d.credentials, getattr(d, 'wait_for_ready', None),
+                            getattr(d, 'compression', None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+def with_metadata(channel, metadata):
+    """channel whose every call also sends metadata (a list of pairs)."""
+    return grpc.intercept_channel(channel, MetadataInterceptor(metadata))
+
+
+def with_token(channel, token):
+    """channel whose every call sends `authorization: Bearer <token>`."""
+    return with_metadata(channel, [('authorization', 'Bearer ' + token)])
