@@ -152,7 +152,7 @@ def policy_text(jwks):
     projects: ["*"]
     driver_config:
       fields: ["placement", "placement.*"]
-      runtime_classes: ["gvisor"]
+      runtime_classes: ["", "gvisor"]
 ''')
     bindings.append('''  - roles: [platform-controller]
     subjects:
@@ -225,12 +225,12 @@ class Bench(rs.Bench):
     def run(self):
         files = pki(self.tmp)
         jwks, token = jwt_and_jwks(self.tmp)
-        pol = os.path.join(self.tmp, 'policy.yaml')
+        pol = os.path.join(self.tmp, 'authz-policy.yaml')
         with open(pol, 'w') as f:
             f.write(policy_text(jwks))
         create = rs.create_request('bench', 'team-3')
         base = self.start_tls_gateway('disabled', files, 'auth:\n  disabled: true\n')
-        full = self.start_tls_gateway('policy', files,
+        full = self.start_tls_gateway('jwt-policy', files,
                                       'auth:\n  policy_file: %s\n' % pol)
         self.call(base, '/sandgate.v1.SandboxService/CreateSandbox', create, calls=1, warmup=0)
         self.call(full, '/sandgate.v1.SandboxService/CreateSandbox', create, token=token,

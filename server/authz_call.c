@@ -158,7 +158,10 @@ int sg_authz_check_object(struct sg_call *call,
         audit(call, rule, &facts, GRPC_STATUS_NOT_FOUND, "not visible");
         return -1;
     }
-    if (!sg_policy_allows_object(p, id, rule->permission, obj)) {
+    /* Get's permission is its visibility: decided above already. */
+    if ((!rule->visibility_permission ||
+         STRNEQ(rule->visibility_permission, rule->permission)) &&
+        !sg_policy_allows_object(p, id, rule->permission, obj)) {
         sg_error_report(err, SG_ERR_PERMISSION_DENIED,
                         "permission '%s' is not granted on this object",
                         rule->permission);

@@ -124,12 +124,20 @@ def main():
         c.append('    &sg_authz_rule_%s,' % name)
     c += ['};', '',
           'const size_t sg_authz_n_rules = SG_N_ELEMENTS(all_rules);', '',
+          '/* Runs on every call: one strcmp for most paths. */',
           'const struct sg_authz_rule *sg_authz_rule_for_path(const char *path)',
           '{',
-          '    for (size_t i = 0; i < SG_N_ELEMENTS(all_rules); i++) {',
-          '        if (STREQ(all_rules[i]->path, path))',
-          '            return all_rules[i];',
-          '    }',
+          '    switch (strlen(path)) {']
+    by_len = {}
+    for name, path, _ in rules:
+        by_len.setdefault(len(path), []).append(name)
+    for n in sorted(by_len):
+        c.append('    case %d:' % n)
+        for name in by_len[n]:
+            c += ['        if (STREQ(path, sg_authz_rule_%s.path))' % name,
+                  '            return &sg_authz_rule_%s;' % name]
+        c.append('        break;')
+    c += ['    }',
           '    return NULL;',
           '}', '',
           'const struct sg_authz_rule *sg_authz_rule_at(size_t i)',
