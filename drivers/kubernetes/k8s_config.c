@@ -973,7 +973,8 @@ int k8s_block_load(const char *json, struct k8s_block *b, struct sg_error *err)
              "pool)");
         goto error;
     }
-    qsort(c.fields, c.n_fields, sizeof(*c.fields), str_cmp);
+    if (c.n_fields > 0)
+        qsort(c.fields, c.n_fields, sizeof(*c.fields), str_cmp);
     b->fields = c.fields;
     b->n_fields = c.n_fields;
     c.fields = NULL;

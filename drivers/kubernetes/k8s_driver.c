@@ -42,6 +42,7 @@ struct kd_driver;
 /* One cached Sandbox, keyed by sandbox id. */
 struct kd_obj {
     struct k8s_observed o;
+    uint64_t touched; /* drv->seq at its last update */
 };
 
 enum kd_ns_phase { NS_IDLE, NS_LISTING, NS_WATCHING, NS_BACKOFF };
@@ -59,6 +60,7 @@ struct kd_ns {
     uint32_t failures;
     struct k8s_call *call;
     struct sg_strmap *seen; /* ids of the list in progress */
+    uint64_t list_seq;      /* drv->seq when that list began */
     uv_timer_t timer;
 };
 
@@ -100,6 +102,7 @@ struct kd_driver {
     struct kd_op *ops;
     sg_driver_watch_cb watch_cb;
     void *watch_opaque;
+    uint64_t seq; /* counts cache updates */
     bool closing;
 };
 
@@ -490,6 +493,7 @@ static void cache_upsert(struct kd_driver *drv, const struct k8s_observed *o)
         changed = obj->o.state != o->state || STRNEQ(obj->o.reason, o->reason);
     }
     obj->o = *o;
+    obj->touched = ++drv->seq;
     if (changed)
         notify(drv, o, o->id);
 }
@@ -521,7 +525,10 @@ static int sweep_collect(void *opaque, const char *key, void *value)
 
     if (s->ns->name[0] != '\0' && STRNEQ(obj->o.namespace_name, s->ns->name))
         return 0;
-    if (sg_strmap_get(s->ns->seen, key) != NULL)
+    /* Seen by the list, or written after it began (a create's answer):
+       not gone. */
+    if (sg_strmap_get(s->ns->seen, key) != NULL ||
+        obj->touched > s->ns->list_seq)
         return 0;
     if (s->n == s->cap) {
         size_t cap = s->cap != 0 ? s->cap * 2 : 16;
@@ -787,6 +794,7 @@ static void ns_start(struct kd_ns *ns)
         ns->cont = NULL;
         sg_strmap_free(ns->seen);
         ns->seen = NULL;
+        ns->list_seq = ns->drv->seq;
         ns_list_page(ns);
     } else {
         ns_watch(ns);
