@@ -515,7 +515,7 @@ START_TEST(test_build)
         .project = "code/review", .owner = "alice@example.com",
         .image = "python:3.12", .command = argv_, .n_command = 3,
         .env_names = env_names, .env_values = env_values, .n_env = 2,
-        .working_dir = "/work", .config_json = full_block, .ttl_seconds = 60};
+        .working_dir = "/srv/app", .config_json = full_block, .ttl_seconds = 60};
     json_t *o;
     json_t *meta, *tmpl, *pod, *c, *sc;
 
@@ -583,7 +583,7 @@ START_TEST(test_build)
     ck_assert_uint_eq(json_array_size(json_object_get(c, "command")), 3);
     ck_assert_uint_eq(json_array_size(json_object_get(c, "env")), 2);
     ck_assert_str_eq(json_string_value(json_object_get(c, "workingDir")),
-                     "/work");
+                     "/srv/app");
     ck_assert_str_eq(
         json_string_value(json_object_get(
             json_object_get(json_object_get(c, "resources"), "limits"),
