@@ -334,7 +334,7 @@ class Store:
     # --- writes -------------------------------------------------------------
 
     def _prune(self, res, obj, field_validation):
-        unknown = res.prune(obj)
+        unknown = sorted(res.prune(obj))
         if unknown and field_validation == 'Strict':
             raise errors.bad_request('strict decoding error: ' + ', '.join(
                 'unknown field "%s"' % u for u in unknown))
