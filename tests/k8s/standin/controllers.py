@@ -102,9 +102,7 @@ class Cluster:
             self.enqueue(('sandbox', ch.ns, ch.name))
         elif kind == 'Namespace':
             self.enqueue(('namespace', '', ch.name))
-        if ch.type == 'DELETED' or ch.obj['metadata'].get('deletionTimestamp') or \
-                ch.obj['metadata'].get('ownerReferences'):
-            self.enqueue(('gc', '', ''))
+        self._gc_triggers(ch)
         if ch.type == 'DELETED' and ch.ns:
             self.enqueue(('namespace', '', ch.ns))
 
@@ -139,7 +137,7 @@ class Cluster:
                 print('standin: %s failed: %r' % (key, e), flush=True)
 
     def _reconcile(self, key):
-        what, ns, name = key
+        what, ns, name = key[0], key[-2], key[-1]
         if what == 'sandbox':
             if self.config['controllers'] and self.sandboxes is not None:
                 self.reconcile_sandbox(ns, name)
@@ -148,7 +146,7 @@ class Cluster:
                 self.reconcile_pod(ns, name)
         elif what == 'gc':
             if self.config['gc']:
-                self.collect_garbage()
+                self.collect_garbage(key[1], key[2], ns, name)
         elif what == 'namespace':
             self.reconcile_namespace(name)
 
@@ -648,15 +646,42 @@ class Cluster:
         av = ref.get('apiVersion', '')
         return self.registry.by_api_version_kind(av, ref.get('kind', ''))
 
-    def collect_garbage(self):
-        """One pass of the garbage collector (kube-controller-manager):
-        dependents whose owners are all gone are deleted (background), a
+    def _gc_triggers(self, ch):
+        """Queue the objects the garbage collector must look at after ch
+        (under the store lock): the dependents of a deleted object, the
+        owners of a deleted dependent (a foreground deletion may be waiting
+        for it), a new or re-owned dependent, and an object whose deletion
+        carries the orphan or foregroundDeletion finalizer."""
+        md = ch.obj['metadata']
+        if ch.type == 'DELETED':
+            for (dres, dns, dname) in list(self.store.dependents.get(md.get('uid'), ())):
+                self.enqueue(('gc', dres.plural, dres.group, dns, dname))
+            self.store.dependents.pop(md.get('uid'), None)
+            for ref in md.get('ownerReferences') or []:
+                ores = self._owner_res(ref)
+                if ores is not None:
+                    self.enqueue(('gc', ores.plural, ores.group,
+                                  ch.ns if ores.namespaced else '', ref.get('name', '')))
+            return
+        prev_refs = ((ch.prev or {}).get('metadata') or {}).get('ownerReferences')
+        fins = md.get('finalizers') or []
+        if (md.get('ownerReferences') and md.get('ownerReferences') != prev_refs) or \
+                (md.get('deletionTimestamp') and ('orphan' in fins or
+                                                  'foregroundDeletion' in fins)):
+            self.enqueue(('gc', ch.res.plural, ch.res.group, ch.ns, ch.name))
+
+    def collect_garbage(self, plural, group, ns, name):
+        """The garbage collector (kube-controller-manager) for one object:
+        a dependent whose owners are all gone is deleted (background), a
         dangling reference beside a live owner is removed, and the orphan
         and foregroundDeletion finalizers are processed."""
         store = self.store
-        with store.lock:
-            snapshot = [(res, copy.deepcopy(o)) for res, objs in store.objects.items()
-                        for o in objs.values()]
+        res = next((r for r in self.registry.all if r.plural == plural and r.group == group),
+                   None)
+        o = self._get(res, ns, name) if res is not None else None
+        if o is None:
+            return
+        snapshot = [(res, o)]
         again = False
         for res, o in snapshot:
             md = o['metadata']
@@ -723,7 +748,7 @@ class Cluster:
                             {'metadata': {'ownerReferences': [r for r in refs
                                                               if r not in gone]}})
         if again:
-            self.after(0.05, ('gc', '', ''))
+            self.after(0.05, ('gc', plural, group, ns, name))
 
     # --- namespace controller -------------------------------------------------
 
