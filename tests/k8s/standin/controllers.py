@@ -94,6 +94,10 @@ class Cluster:
         if kind == 'Sandbox':
             self.enqueue(('sandbox', ch.ns, ch.name))
         elif kind == 'Pod':
+            if ch.type == 'ADDED':
+                # Delays count from the pod's creation, not from when the
+                # worker gets to it.
+                self.pod_started[ch.obj['metadata']['uid']] = time.monotonic()
             self.enqueue(('pod', ch.ns, ch.name))
             for o in (ch.obj['metadata'].get('ownerReferences') or []):
                 if o.get('kind') == 'Sandbox' and o.get('controller'):
@@ -115,9 +119,11 @@ class Cluster:
                     now = time.monotonic()
                     while self.timers and self.timers[0][0] <= now:
                         _, _, key = heapq.heappop(self.timers)
-                        if key not in self.queued:
-                            self.queued.add(key)
-                            self.queue.append(key)
+                        # A due timer goes first: it is what a delay was for.
+                        if key in self.queued:
+                            self.queue.remove(key)
+                        self.queued.add(key)
+                        self.queue.insert(0, key)
                     if self.queue:
                         key = self.queue.pop(0)
                         self.queued.discard(key)
