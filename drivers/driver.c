@@ -13,6 +13,7 @@
 #include "driver.h"
 
 #include "error.h"
+#include "kubernetes/k8s_driver.h"
 #include "log.h"
 #include "noop/noop_driver.h"
 #include "process/process_driver.h"
@@ -33,6 +34,7 @@ SG_LOG_INIT("driver");
 static const struct sg_driver_ops *const builtin_drivers[] = {
     &sg_noop_driver,
     &sg_process_driver,
+    &sg_kubernetes_driver,
 };
 
 /* The smallest ops table the gateway accepts: ABI 1.0, through watch. */

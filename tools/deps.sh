@@ -23,6 +23,8 @@ PACKAGES=(
   bubblewrap
   # integration tests (Debian's /usr/bin/python3)
   python3 python3-grpcio python3-grpc-tools python3-protobuf openssl
+  # mint the tests' certificates and tokens; the Kubernetes API stand-in
+  # (tests/k8s) reads the CRDs with python3-yaml
   python3-cryptography python3-jwt python3-yaml
   # load and protocol probes
   nghttp2-client

@@ -1,0 +1,1518 @@
+/*
+ * k8s_driver.c: the kubernetes driver.
+ *
+ * One informer per namespace in use (or one cluster-wide): a paged LIST of
+ * the Sandboxes carrying our gateway id, then a WATCH from the list's
+ * resourceVersion with bookmarks, resumed from the last resourceVersion
+ * when it ends and re-listed on 410 Expired. The informers feed a cache
+ * keyed by sandbox id; get and list answer from it, and every state change
+ * it sees goes to the gateway's watcher. create POSTs one Sandbox (an
+ * AlreadyExists reads the object and adopts it when it carries our id);
+ * remove sends one DELETE and answers GONE when the watch reports the
+ * object gone.
+ *
+ * The namespaces in use are kept in state_dir/namespaces, so that a
+ * restarted gateway watches them again before it lists.
+ */
+#include "internal.h"
+
+#include "k8s_driver.h"
+
+#include "buf.h"
+#include "error.h"
+#include "k8s_client.h"
+#include "k8s_config.h"
+#include "k8s_objects.h"
+#include "strmap.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DRIVER_NAME "kubernetes"
+#define LOG(drv, lvl, ...) (drv)->host->log((lvl), DRIVER_NAME, __VA_ARGS__)
+#define PATH_BUF 4096
+
+struct kd_driver;
+
+/* One cached Sandbox, keyed by sandbox id. */
+struct kd_obj {
+    struct k8s_observed o;
+    uint64_t touched; /* drv->seq at its last update */
+};
+
+enum kd_ns_phase { NS_IDLE, NS_LISTING, NS_WATCHING, NS_BACKOFF };
+
+/* An informer: one namespace ("" = every namespace). */
+struct kd_ns {
+    struct kd_driver *drv;
+    struct kd_ns *next;
+    char name[64];
+    char rv[32];
+    char *cont;             /* list continue token */
+    enum kd_ns_phase phase;
+    bool synced;            /* one full list done */
+    bool relist;            /* the next start lists (410, first start) */
+    uint32_t failures;
+    struct k8s_call *call;
+    struct sg_strmap *seen; /* ids of the list in progress */
+    uint64_t list_seq;      /* drv->seq when that list began */
+    uv_timer_t timer;
+};
+
+enum kd_op_kind { OP_CREATE, OP_REMOVE, OP_GET, OP_LIST, OP_ANSWER };
+
+/* A request of the gateway in progress. */
+struct kd_op {
+    struct kd_driver *drv;
+    struct kd_op *next, *prev;
+    enum kd_op_kind kind;
+    char id[64];
+    char ns[64];
+    char name[K8S_NAME_MAX + 1];
+    sg_driver_done_cb done;
+    sg_driver_list_cb list;
+    void *opaque;
+    struct k8s_call *call;
+    bool waiting_sync;  /* get/list/remove: until the informer is synced */
+    bool waiting_gone;  /* remove: until the watch says the object is gone */
+    bool deleted;       /* remove: the DELETE was accepted */
+    /* OP_ANSWER: a result to deliver on the next loop turn. */
+    enum sg_driver_result result;
+    bool have_status;
+    struct k8s_observed status;
+    char *message;
+    uv_timer_t timer;
+};
+
+struct kd_driver {
+    const struct sg_driver_host *host;
+    uv_loop_t *loop;
+    struct k8s_settings settings;
+    char *default_ns;
+    char *state_dir;
+    struct k8s_client *client;
+    struct sg_strmap *objs;
+    struct sg_strmap *unknown_deleted; /* names deleted by delete_unknown */
+    struct kd_ns *nss;
+    struct kd_op *ops;
+    sg_driver_watch_cb watch_cb;
+    void *watch_opaque;
+    uint64_t seq; /* counts cache updates */
+    bool closing;
+};
+
+static void ns_start(struct kd_ns *ns);
+static void ops_sync_check(struct kd_driver *drv);
+static int remove_send(struct kd_op *op);
+
+static char *host_strdup_msg(struct kd_driver *drv, const char *msg)
+{
+    return drv->host->strdup(msg != NULL ? msg : "");
+}
+
+/* ---- status ---- */
+
+static void fill_status(const struct k8s_observed *o, const char *id,
+                        char *backend, size_t size, struct sg_driver_status *st)
+{
+    snprintf(backend, size, "kubernetes/%s/%s", o->namespace_name, o->name);
+    st->id = id;
+    st->state = o->state;
+    st->reason = o->reason;
+    st->message = o->message;
+    st->backend_object = backend;
+    st->exit_code = o->state == SG_DRIVER_STATE_FAILED ? -1 : 0;
+}
+
+static void notify(struct kd_driver *drv, const struct k8s_observed *o,
+                   const char *id)
+{
+    char backend[192];
+    struct sg_driver_status st;
+
+    if (drv->watch_cb == NULL || drv->closing)
+        return;
+    fill_status(o, id, backend, sizeof(backend), &st);
+    drv->watch_cb(drv->watch_opaque, &st);
+}
+
+static void notify_gone(struct kd_driver *drv, const char *id,
+                        const struct k8s_observed *last)
+{
+    char backend[192];
+    struct sg_driver_status st;
+
+    if (drv->watch_cb == NULL || drv->closing)
+        return;
+    fill_status(last, id, backend, sizeof(backend), &st);
+    st.state = SG_DRIVER_STATE_GONE;
+    st.reason = "Deleted";
+    st.message = "the Sandbox was deleted";
+    st.exit_code = 0;
+    drv->watch_cb(drv->watch_opaque, &st);
+}
+
+/* ---- ops bookkeeping ---- */
+
+static void op_closed(uv_handle_t *h)
+{
+    struct kd_op *op = h->data;
+
+    free(op->message);
+    free(op);
+}
+
+static void op_free(struct kd_op *op)
+{
+    struct kd_driver *drv = op->drv;
+
+    if (op->prev != NULL)
+        op->prev->next = op->next;
+    else
+        drv->ops = op->next;
+    if (op->next != NULL)
+        op->next->prev = op->prev;
+    k8s_call_cancel(op->call);
+    op->call = NULL;
+    uv_timer_stop(&op->timer);
+    uv_close((uv_handle_t *)&op->timer, op_closed);
+}
+
+static struct kd_op *op_new(struct kd_driver *drv, enum kd_op_kind kind,
+                            const char *id, sg_driver_done_cb done,
+                            sg_driver_list_cb list, void *opaque)
+{
+    struct kd_op *op = calloc(1, sizeof(*op));
+
+    if (op == NULL)
+        return NULL;
+    if (uv_timer_init(drv->loop, &op->timer) < 0) {
+        free(op);
+        return NULL;
+    }
+    op->timer.data = op;
+    op->drv = drv;
+    op->kind = kind;
+    op->done = done;
+    op->list = list;
+    op->opaque = opaque;
+    if (id != NULL)
+        snprintf(op->id, sizeof(op->id), "%s", id);
+    op->next = drv->ops;
+    if (drv->ops != NULL)
+        drv->ops->prev = op;
+    drv->ops = op;
+    return op;
+}
+
+/* Deliver op's result now (loop thread, never inside the op call). */
+static void op_finish(struct kd_op *op, enum sg_driver_result result,
+                      const struct k8s_observed *o, const char *message)
+{
+    struct kd_driver *drv = op->drv;
+    sg_driver_done_cb done = op->done;
+    void *opaque = op->opaque;
+    char backend[192];
+    char id[64];
+    struct sg_driver_status st;
+    struct k8s_observed gone;
+
+    snprintf(id, sizeof(id), "%s", op->id);
+    op_free(op);
+    if (drv->closing || done == NULL)
+        return;
+    if (result != SG_DRIVER_OK) {
+        done(opaque, result, NULL, message != NULL ? message : "");
+        return;
+    }
+    if (o == NULL) {
+        memset(&gone, 0, sizeof(gone));
+        gone.state = SG_DRIVER_STATE_GONE;
+        snprintf(gone.reason, sizeof(gone.reason), "NotFound");
+        fill_status(&gone, id, backend, sizeof(backend), &st);
+        st.backend_object = "";
+    } else {
+        fill_status(o, id, backend, sizeof(backend), &st);
+    }
+    done(opaque, SG_DRIVER_OK, &st, "");
+}
+
+static void on_answer(uv_timer_t *t)
+{
+    struct kd_op *op = t->data;
+
+    op_finish(op, op->result, op->have_status ? &op->status : NULL,
+              op->message);
+}
+
+/* Answer on the next loop turn: the ABI forbids answering inside the op. */
+static int defer_answer(struct kd_driver *drv, const char *id,
+                        enum sg_driver_result result,
+                        const struct k8s_observed *o, const char *message,
+                        sg_driver_done_cb done, void *opaque)
+{
+    struct kd_op *op = op_new(drv, OP_ANSWER, id, done, NULL, opaque);
+
+    if (op == NULL)
+        return -1;
+    op->result = result;
+    if (o != NULL) {
+        op->status = *o;
+        op->have_status = true;
+    }
+    op->message = strdup(message != NULL ? message : "");
+    if (op->message == NULL) {
+        op->done = NULL;
+        op_free(op);
+        return -1;
+    }
+    uv_timer_start(&op->timer, on_answer, 0, 0);
+    return 0;
+}
+
+/* ---- namespaces in use ---- */
+
+static struct kd_ns *ns_find(struct kd_driver *drv, const char *name)
+{
+    for (struct kd_ns *ns = drv->nss; ns != NULL; ns = ns->next) {
+        if (STREQ(ns->name, name))
+            return ns;
+    }
+    return NULL;
+}
+
+/* The informer that covers namespace name. */
+static struct kd_ns *ns_covering(struct kd_driver *drv, const char *name)
+{
+    if (drv->settings.cluster_wide_watch)
+        return drv->nss;
+    return ns_find(drv, name);
+}
+
+static void ns_save(struct kd_driver *drv)
+{
+    char path[PATH_BUF];
+    char tmp[PATH_BUF + 8];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/namespaces", drv->state_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL) {
+        LOG(drv, SG_DRIVER_LOG_WARN, "cannot write '%s'", tmp);
+        return;
+    }
+    for (struct kd_ns *ns = drv->nss; ns != NULL; ns = ns->next)
+        fprintf(f, "%s\n", ns->name);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fclose(f);
+        LOG(drv, SG_DRIVER_LOG_WARN, "cannot write '%s'", tmp);
+        return;
+    }
+    fclose(f);
+    if (rename(tmp, path) != 0)
+        LOG(drv, SG_DRIVER_LOG_WARN, "cannot rename '%s'", tmp);
+}
+
+static struct kd_ns *ns_add(struct kd_driver *drv, const char *name, bool save)
+{
+    struct kd_ns *ns = ns_find(drv, name);
+
+    if (ns != NULL)
+        return ns;
+    ns = calloc(1, sizeof(*ns));
+    if (ns == NULL)
+        return NULL;
+    if (uv_timer_init(drv->loop, &ns->timer) < 0) {
+        free(ns);
+        return NULL;
+    }
+    ns->timer.data = ns;
+    ns->drv = drv;
+    ns->relist = true;
+    snprintf(ns->name, sizeof(ns->name), "%s", name);
+    ns->next = drv->nss;
+    drv->nss = ns;
+    if (save)
+        ns_save(drv);
+    ns_start(ns);
+    return ns;
+}
+
+/* The informer for namespace name, started if needed. */
+static struct kd_ns *ns_ensure(struct kd_driver *drv, const char *name)
+{
+    if (drv->settings.cluster_wide_watch)
+        return drv->nss;
+    return ns_add(drv, name, true);
+}
+
+static void ns_load(struct kd_driver *drv)
+{
+    char path[PATH_BUF];
+    char line[128];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/namespaces", drv->state_dir);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t n = strlen(line);
+
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (k8s_is_dns_label(line))
+            ns_add(drv, line, false);
+    }
+    fclose(f);
+}
+
+static bool all_synced(struct kd_driver *drv)
+{
+    for (struct kd_ns *ns = drv->nss; ns != NULL; ns = ns->next) {
+        if (!ns->synced)
+            return false;
+    }
+    return true;
+}
+
+/* ---- the collection paths ---- */
+
+static void collection_path(struct kd_driver *drv, const char *ns, char *out,
+                            size_t size)
+{
+    if (ns[0] == '\0')
+        snprintf(out, size, K8S_SANDBOX_API "/sandboxes");
+    else
+        snprintf(out, size, K8S_SANDBOX_API "/namespaces/%s/sandboxes", ns);
+    (void)drv;
+}
+
+static void selector_query(struct kd_driver *drv, char *out, size_t size)
+{
+    static const char pfx[] = "labelSelector=";
+    char sel[256];
+
+    snprintf(sel, sizeof(sel), K8S_LABEL_GATEWAY_ID "=%s",
+             drv->settings.gateway_id);
+    memcpy(out, pfx, sizeof(pfx));
+    k8s_query_escape(sel, out + sizeof(pfx) - 1, size - (sizeof(pfx) - 1));
+}
+
+/* A Status body's reason and message, for errors. */
+static void status_text(const struct k8s_response *r, char *reason,
+                        size_t rsize, char *msg, size_t msize, long *code)
+{
+    json_t *j = r->body != NULL ? json_loads(r->body, 0, NULL) : NULL;
+    json_t *v;
+
+    reason[0] = '\0';
+    msg[0] = '\0';
+    if (code != NULL)
+        *code = 0;
+    if (j == NULL) {
+        if (r->status == 0)
+            snprintf(msg, msize, "%s", r->error != NULL ? r->error : "");
+        return;
+    }
+    v = json_object_get(j, "reason");
+    snprintf(reason, rsize, "%s", json_is_string(v) ? json_string_value(v) : "");
+    v = json_object_get(j, "message");
+    snprintf(msg, msize, "%s", json_is_string(v) ? json_string_value(v) : "");
+    v = json_object_get(j, "code");
+    if (code != NULL && json_is_integer(v))
+        *code = (long)json_integer_value(v);
+    json_decref(j);
+}
+
+/* ---- the cache ---- */
+
+static void delete_unknown(struct kd_driver *drv, const struct k8s_observed *o)
+{
+    char key[160];
+    char path[PATH_BUF];
+    struct k8s_request req = {.method = "DELETE", .path = path};
+    struct k8s_call *call;
+
+    snprintf(key, sizeof(key), "%s/%s", o->namespace_name, o->name);
+    if (sg_strmap_get(drv->unknown_deleted, key) != NULL)
+        return;
+    LOG(drv, SG_DRIVER_LOG_WARN,
+        "Sandbox %s carries our gateway id but no sandbox id%s", key,
+        drv->settings.delete_unknown ? "; deleting it" : "");
+    if (sg_strmap_put(drv->unknown_deleted, key, drv) < 0 ||
+        !drv->settings.delete_unknown)
+        return;
+    snprintf(path, sizeof(path),
+             K8S_SANDBOX_API "/namespaces/%s/sandboxes/%s?propagationPolicy=%s",
+             o->namespace_name, o->name, drv->settings.propagation_policy);
+    call = k8s_client_start(drv->client, &req, NULL, NULL);
+    (void)call; /* fire and forget: the watch reports the outcome */
+}
+
+/* Waiting removes of id: answer GONE. */
+static void removers_gone(struct kd_driver *drv, const char *id)
+{
+    struct kd_op *op = drv->ops;
+
+    while (op != NULL) {
+        struct kd_op *next = op->next;
+
+        if (op->kind == OP_REMOVE && op->waiting_gone && STREQ(op->id, id))
+            op_finish(op, SG_DRIVER_OK, NULL, NULL);
+        op = next;
+    }
+}
+
+/* An object seen by a list or a watch ADDED/MODIFIED. */
+static void cache_upsert(struct kd_driver *drv, const struct k8s_observed *o)
+{
+    struct kd_obj *obj;
+    bool changed;
+
+    if (o->id[0] == '\0' || STRNEQ(o->gateway, drv->settings.gateway_id)) {
+        if (STREQ(o->gateway, drv->settings.gateway_id))
+            delete_unknown(drv, o);
+        return;
+    }
+    obj = sg_strmap_get(drv->objs, o->id);
+    if (obj == NULL) {
+        obj = calloc(1, sizeof(*obj));
+        if (obj == NULL || sg_strmap_put(drv->objs, o->id, obj) < 0) {
+            free(obj);
+            return;
+        }
+        changed = true;
+    } else {
+        changed = obj->o.state != o->state || STRNEQ(obj->o.reason, o->reason);
+    }
+    obj->o = *o;
+    obj->touched = ++drv->seq;
+    if (changed)
+        notify(drv, o, o->id);
+}
+
+static void cache_delete(struct kd_driver *drv, const char *id)
+{
+    struct kd_obj *obj = sg_strmap_remove(drv->objs, id);
+    char idc[64];
+
+    snprintf(idc, sizeof(idc), "%s", id);
+    if (obj != NULL) {
+        notify_gone(drv, idc, &obj->o);
+        free(obj);
+    }
+    removers_gone(drv, idc);
+}
+
+struct sweep {
+    struct kd_ns *ns;
+    char (*ids)[64];
+    size_t n;
+    size_t cap;
+};
+
+static int sweep_collect(void *opaque, const char *key, void *value)
+{
+    struct sweep *s = opaque;
+    struct kd_obj *obj = value;
+
+    if (s->ns->name[0] != '\0' && STRNEQ(obj->o.namespace_name, s->ns->name))
+        return 0;
+    /* Seen by the list, or written after it began (a create's answer):
+       not gone. */
+    if (sg_strmap_get(s->ns->seen, key) != NULL ||
+        obj->touched > s->ns->list_seq)
+        return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap != 0 ? s->cap * 2 : 16;
+        char(*ids)[64] = realloc(s->ids, cap * sizeof(*ids));
+
+        if (ids == NULL)
+            return 1;
+        s->ids = ids;
+        s->cap = cap;
+    }
+    snprintf(s->ids[s->n++], 64, "%s", key);
+    return 0;
+}
+
+/* After a full list: objects of the namespace the list did not show are
+   gone. */
+static void ns_sweep(struct kd_ns *ns)
+{
+    struct kd_driver *drv = ns->drv;
+    struct sweep s = {.ns = ns};
+
+    sg_strmap_foreach(drv->objs, sweep_collect, &s);
+    for (size_t i = 0; i < s.n; i++)
+        cache_delete(drv, s.ids[i]);
+    free(s.ids);
+}
+
+/* ---- informers ---- */
+
+static void ns_retry_cb(uv_timer_t *t)
+{
+    struct kd_ns *ns = t->data;
+
+    ns->phase = NS_IDLE;
+    ns_start(ns);
+}
+
+static void ns_backoff(struct kd_ns *ns, const char *why)
+{
+    struct kd_driver *drv = ns->drv;
+    uint64_t ms;
+
+    ns->failures++;
+    ms = k8s_backoff_ms(ns->failures, drv->settings.retry_base_ms,
+                        drv->settings.retry_max_ms, 0, (uint32_t)random());
+    LOG(drv, ns->failures > 3 ? SG_DRIVER_LOG_WARN : SG_DRIVER_LOG_DEBUG,
+        "namespace '%s': %s; again in %llu ms",
+        ns->name[0] != '\0' ? ns->name : "*", why, (unsigned long long)ms);
+    ns->phase = NS_BACKOFF;
+    ns->call = NULL;
+    uv_timer_start(&ns->timer, ns_retry_cb, ms, 0);
+}
+
+static void ns_list_page(struct kd_ns *ns);
+
+static void on_list_page(void *opaque, const struct k8s_response *r)
+{
+    struct kd_ns *ns = opaque;
+    struct kd_driver *drv = ns->drv;
+    json_t *j = NULL;
+    json_t *items;
+    json_t *meta;
+    json_t *item;
+    size_t i;
+    const char *cont;
+    char reason[64], msg[256], why[400];
+
+    ns->call = NULL;
+    if (r->status != 200) {
+        status_text(r, reason, sizeof(reason), msg, sizeof(msg), NULL);
+        if (r->status == 410) {
+            /* An expired continue token: start the list over. */
+            free(ns->cont);
+            ns->cont = NULL;
+            sg_strmap_free(ns->seen);
+            ns->seen = NULL;
+        }
+        snprintf(why, sizeof(why), "list: HTTP %ld %s %s", r->status, reason,
+                 msg);
+        ns_backoff(ns, why);
+        return;
+    }
+    j = json_loads(r->body, 0, NULL);
+    items = json_object_get(j, "items");
+    meta = json_object_get(j, "metadata");
+    if (j == NULL || !json_is_array(items)) {
+        json_decref(j);
+        ns_backoff(ns, "list: not a SandboxList");
+        return;
+    }
+    if (ns->seen == NULL)
+        ns->seen = sg_strmap_new();
+    json_array_foreach(items, i, item)
+    {
+        struct k8s_observed o;
+
+        if (k8s_sandbox_observe(item, &o) < 0)
+            continue;
+        if (o.id[0] != '\0' && ns->seen != NULL &&
+            sg_strmap_put(ns->seen, o.id, ns) < 0)
+            continue;
+        cache_upsert(drv, &o);
+    }
+    cont = json_string_value(json_object_get(meta, "continue"));
+    free(ns->cont);
+    ns->cont = cont != NULL && cont[0] != '\0' ? strdup(cont) : NULL;
+    if (ns->cont != NULL) {
+        json_decref(j);
+        ns_list_page(ns);
+        return;
+    }
+    snprintf(ns->rv, sizeof(ns->rv), "%s",
+             json_is_string(json_object_get(meta, "resourceVersion"))
+                 ? json_string_value(json_object_get(meta, "resourceVersion"))
+                 : "");
+    json_decref(j);
+    if (ns->seen != NULL)
+        ns_sweep(ns);
+    sg_strmap_free(ns->seen);
+    ns->seen = NULL;
+    ns->relist = false;
+    ns->failures = 0;
+    ns->synced = true;
+    ns->phase = NS_IDLE;
+    ns_start(ns);
+    ops_sync_check(drv);
+}
+
+static void ns_list_page(struct kd_ns *ns)
+{
+    struct kd_driver *drv = ns->drv;
+    char coll[256], sel[800], path[PATH_BUF];
+    struct k8s_request req = {.method = "GET", .path = path};
+
+    collection_path(drv, ns->name, coll, sizeof(coll));
+    selector_query(drv, sel, sizeof(sel));
+    if (ns->cont != NULL) {
+        char esc[2048];
+
+        k8s_query_escape(ns->cont, esc, sizeof(esc));
+        snprintf(path, sizeof(path), "%s?%s&limit=%u&continue=%s", coll, sel,
+                 drv->settings.list_page_size, esc);
+    } else {
+        snprintf(path, sizeof(path), "%s?%s&limit=%u", coll, sel,
+                 drv->settings.list_page_size);
+    }
+    ns->phase = NS_LISTING;
+    ns->call = k8s_client_start(drv->client, &req, on_list_page, ns);
+    if (ns->call == NULL)
+        ns_backoff(ns, "cannot start a list");
+}
+
+static bool on_watch_line(void *opaque, const char *line, size_t len)
+{
+    struct kd_ns *ns = opaque;
+    struct kd_driver *drv = ns->drv;
+    json_t *ev = json_loadb(line, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *obj = json_object_get(ev, "object");
+    const char *rv = json_string_value(
+        json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+    struct k8s_observed o;
+    bool go_on = true;
+
+    if (ev == NULL || type == NULL) {
+        json_decref(ev);
+        LOG(drv, SG_DRIVER_LOG_WARN, "watch: an event that is not JSON");
+        return true;
+    }
+    if (STREQ(type, "ERROR")) {
+        json_t *code = json_object_get(obj, "code");
+
+        if (json_is_integer(code) && json_integer_value(code) == 410) {
+            LOG(drv, SG_DRIVER_LOG_INFO,
+                "watch of '%s' expired (410); listing again",
+                ns->name[0] != '\0' ? ns->name : "*");
+            ns->relist = true;
+        }
+        json_decref(ev);
+        /* The server closes the stream after an ERROR; the end handler
+           decides between re-list and re-watch. */
+        ns->failures += ns->relist ? 0 : 1;
+        return true;
+    }
+    if (rv != NULL && rv[0] != '\0')
+        snprintf(ns->rv, sizeof(ns->rv), "%s", rv);
+    if (STREQ(type, "BOOKMARK")) {
+        json_decref(ev);
+        return true;
+    }
+    if (k8s_sandbox_observe(obj, &o) == 0) {
+        if (STREQ(type, "DELETED")) {
+            if (o.id[0] != '\0')
+                cache_delete(drv, o.id);
+        } else if (STREQ(type, "ADDED") || STREQ(type, "MODIFIED")) {
+            cache_upsert(drv, &o);
+        }
+    }
+    json_decref(ev);
+    ns->failures = 0;
+    return go_on && !drv->closing;
+}
+
+static void on_watch_end(void *opaque, const struct k8s_response *r)
+{
+    struct kd_ns *ns = opaque;
+    char reason[64], msg[256], why[400];
+
+    ns->call = NULL;
+    ns->phase = NS_IDLE;
+    if (r->status == 410) {
+        ns->relist = true;
+        ns_start(ns);
+        return;
+    }
+    if (r->status == 200 && r->error == NULL && !ns->relist &&
+        ns->failures == 0) {
+        /* timeoutSeconds ran out: resume from the last resourceVersion. */
+        ns_start(ns);
+        return;
+    }
+    if (ns->relist) {
+        ns_start(ns);
+        return;
+    }
+    status_text(r, reason, sizeof(reason), msg, sizeof(msg), NULL);
+    snprintf(why, sizeof(why), "watch ended: HTTP %ld %s %s", r->status,
+             reason, r->error != NULL ? r->error : msg);
+    ns_backoff(ns, why);
+}
+
+static void ns_watch(struct kd_ns *ns)
+{
+    struct kd_driver *drv = ns->drv;
+    char coll[256], sel[800], path[PATH_BUF];
+    struct k8s_request req = {
+        .method = "GET",
+        .path = path,
+        .on_line = on_watch_line,
+        /* The server ends the stream first; this only catches a dead
+           connection. */
+        .timeout_ms = (drv->settings.watch_timeout_seconds + 30) * 1000,
+    };
+
+    collection_path(drv, ns->name, coll, sizeof(coll));
+    selector_query(drv, sel, sizeof(sel));
+    snprintf(path, sizeof(path),
+             "%s?%s&watch=1&allowWatchBookmarks=true&resourceVersion=%s"
+             "&timeoutSeconds=%u",
+             coll, sel, ns->rv, drv->settings.watch_timeout_seconds);
+    ns->phase = NS_WATCHING;
+    ns->call = k8s_client_start(drv->client, &req, on_watch_end, ns);
+    if (ns->call == NULL)
+        ns_backoff(ns, "cannot start a watch");
+}
+
+static void ns_start(struct kd_ns *ns)
+{
+    if (ns->drv->closing || ns->phase != NS_IDLE)
+        return;
+    if (ns->relist || ns->rv[0] == '\0') {
+        free(ns->cont);
+        ns->cont = NULL;
+        sg_strmap_free(ns->seen);
+        ns->seen = NULL;
+        ns->list_seq = ns->drv->seq;
+        ns_list_page(ns);
+    } else {
+        ns_watch(ns);
+    }
+}
+
+static void ns_closed(uv_handle_t *h)
+{
+    struct kd_ns *ns = h->data;
+
+    free(ns->cont);
+    sg_strmap_free(ns->seen);
+    free(ns);
+}
+
+/* ---- waiting ops ---- */
+
+static struct kd_obj *obj_find(struct kd_driver *drv, const char *id)
+{
+    return k8s_id_valid(id) ? sg_strmap_get(drv->objs, id) : NULL;
+}
+
+struct collect {
+    struct sg_driver_status *items;
+    char (*backends)[192];
+    size_t n;
+};
+
+static int collect_obj(void *opaque, const char *key, void *value)
+{
+    struct collect *c = opaque;
+    struct kd_obj *obj = value;
+
+    fill_status(&obj->o, obj->o.id, c->backends[c->n], 192, &c->items[c->n]);
+    c->n++;
+    (void)key;
+    return 0;
+}
+
+static void answer_list(struct kd_op *op)
+{
+    struct kd_driver *drv = op->drv;
+    size_t n = sg_strmap_size(drv->objs);
+    struct collect c = {0};
+    sg_driver_list_cb cb = op->list;
+    void *opaque = op->opaque;
+
+    op_free(op);
+    if (drv->closing)
+        return;
+    c.items = calloc(n + 1, sizeof(*c.items));
+    c.backends = calloc(n + 1, sizeof(*c.backends));
+    if (c.items == NULL || c.backends == NULL) {
+        free(c.items);
+        free(c.backends);
+        cb(opaque, SG_DRIVER_ERR_RETRY, NULL, 0, "kubernetes: out of memory");
+        return;
+    }
+    sg_strmap_foreach(drv->objs, collect_obj, &c);
+    cb(opaque, SG_DRIVER_OK, c.items, c.n, "");
+    free(c.items);
+    free(c.backends);
+}
+
+/* An op that waited for its informer: answer it from the cache now. */
+static void op_resume(struct kd_op *op)
+{
+    struct kd_driver *drv = op->drv;
+    struct kd_obj *obj;
+
+    op->waiting_sync = false;
+    uv_timer_stop(&op->timer);
+    switch (op->kind) {
+    case OP_LIST:
+        answer_list(op);
+        break;
+    case OP_GET:
+        obj = obj_find(drv, op->id);
+        op_finish(op, SG_DRIVER_OK, obj != NULL ? &obj->o : NULL, NULL);
+        break;
+    case OP_REMOVE:
+        obj = obj_find(drv, op->id);
+        if (obj == NULL) {
+            op_finish(op, SG_DRIVER_OK, NULL, NULL);
+            break;
+        }
+        snprintf(op->ns, sizeof(op->ns), "%s", obj->o.namespace_name);
+        snprintf(op->name, sizeof(op->name), "%s", obj->o.name);
+        if (remove_send(op) < 0)
+            op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                      "kubernetes: cannot start a request");
+        break;
+    default:
+        break;
+    }
+}
+
+/* Whether op's informers are synced. */
+static bool op_synced(struct kd_op *op)
+{
+    struct kd_driver *drv = op->drv;
+    struct kd_ns *ns;
+
+    if (op->kind == OP_LIST || op->ns[0] == '\0')
+        return all_synced(drv);
+    ns = ns_covering(drv, op->ns);
+    return ns != NULL && ns->synced;
+}
+
+static void ops_sync_check(struct kd_driver *drv)
+{
+    struct kd_op *op = drv->ops;
+
+    while (op != NULL) {
+        struct kd_op *next = op->next;
+
+        if (op->waiting_sync && op_synced(op))
+            op_resume(op);
+        op = next;
+    }
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+    struct kd_op *op = t->data;
+
+    op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+              "kubernetes: the API has not been listed yet");
+}
+
+static void on_sync_now(uv_timer_t *t)
+{
+    op_resume(t->data);
+}
+
+/* Park op until its informers are synced (bounded by the request
+   timeout, then a retryable error). */
+static void op_wait_sync(struct kd_op *op)
+{
+    struct kd_driver *drv = op->drv;
+
+    op->waiting_sync = true;
+    uv_timer_start(&op->timer, on_wait_timeout,
+                   (uint64_t)drv->settings.request_timeout_ms * 2, 0);
+    /* Already synced: answer on the next turn, not inside the op call. */
+    if (op_synced(op))
+        uv_timer_start(&op->timer, on_sync_now, 0, 0);
+}
+
+/* ---- create ---- */
+
+static void describe_http(const char *what, const struct k8s_response *r,
+                          char *out, size_t size)
+{
+    char reason[64], msg[256];
+
+    status_text(r, reason, sizeof(reason), msg, sizeof(msg), NULL);
+    if (r->status == 0)
+        snprintf(out, size, "kubernetes: %s: %s", what, msg);
+    else
+        snprintf(out, size, "kubernetes: %s: HTTP %ld %s: %s", what, r->status,
+                 reason[0] != '\0' ? reason : "error", msg);
+}
+
+/* Whether a status is worth retrying later (not a final answer). */
+static bool transient(long status)
+{
+    return status == 0 || status == 401 || status == 408 || status == 429 ||
+           status >= 500;
+}
+
+static void on_existing(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    struct kd_driver *drv = op->drv;
+    char msg[512];
+    char what[160];
+    struct k8s_observed o;
+    json_t *j;
+
+    op->call = NULL;
+    snprintf(what, sizeof(what), "read Sandbox %s/%s", op->ns, op->name);
+    if (r->status == 404) {
+        /* Deleted between the POST and the GET: create again later. */
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: the existing Sandbox went away; retrying");
+        return;
+    }
+    if (r->status != 200) {
+        describe_http(what, r, msg, sizeof(msg));
+        op_finish(op, transient(r->status) ? SG_DRIVER_ERR_RETRY
+                                           : SG_DRIVER_ERR_INVALID,
+                  NULL, msg);
+        return;
+    }
+    j = json_loads(r->body, 0, NULL);
+    if (j == NULL || k8s_sandbox_observe(j, &o) < 0) {
+        json_decref(j);
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: the existing Sandbox is not readable");
+        return;
+    }
+    json_decref(j);
+    if (STRNEQ(o.id, op->id) || STRNEQ(o.gateway, drv->settings.gateway_id)) {
+        snprintf(msg, sizeof(msg),
+                 "kubernetes: Sandbox %s/%s already exists and does not "
+                 "belong to this sandbox (labels %s=%s, %s=%s)",
+                 op->ns, op->name, K8S_LABEL_SANDBOX_ID, o.id,
+                 K8S_LABEL_GATEWAY_ID, o.gateway);
+        op_finish(op, SG_DRIVER_ERR_INVALID, NULL, msg);
+        return;
+    }
+    if (o.deleting) {
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: the Sandbox is being deleted; retrying");
+        return;
+    }
+    LOG(drv, SG_DRIVER_LOG_INFO, "%s: adopting the existing Sandbox %s/%s",
+        op->id, op->ns, op->name);
+    if (obj_find(drv, op->id) == NULL)
+        cache_upsert(drv, &o);
+    op_finish(op, SG_DRIVER_OK,
+              obj_find(drv, op->id) != NULL ? &obj_find(drv, op->id)->o : &o,
+              NULL);
+}
+
+static void on_post(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    struct kd_driver *drv = op->drv;
+    char path[PATH_BUF];
+    char msg[512];
+    char what[160];
+    char reason[64], smsg[256];
+    struct k8s_request req = {.method = "GET", .path = path};
+    struct k8s_observed o;
+    struct kd_obj *obj;
+    json_t *j;
+
+    op->call = NULL;
+    snprintf(what, sizeof(what), "create Sandbox %s/%s", op->ns, op->name);
+    if (r->status == 201 || r->status == 200) {
+        j = json_loads(r->body, 0, NULL);
+        if (j == NULL || k8s_sandbox_observe(j, &o) < 0) {
+            json_decref(j);
+            op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                      "kubernetes: the created Sandbox is not readable");
+            return;
+        }
+        json_decref(j);
+        /* The watch may already know a newer state: it wins. */
+        if (obj_find(drv, op->id) == NULL)
+            cache_upsert(drv, &o);
+        obj = obj_find(drv, op->id);
+        op_finish(op, SG_DRIVER_OK, obj != NULL ? &obj->o : &o, NULL);
+        return;
+    }
+    status_text(r, reason, sizeof(reason), smsg, sizeof(smsg), NULL);
+    if (r->status == 409 && STREQ(reason, "AlreadyExists")) {
+        /* A retried create (or a lost response): read before acting. */
+        snprintf(path, sizeof(path),
+                 K8S_SANDBOX_API "/namespaces/%s/sandboxes/%s", op->ns,
+                 op->name);
+        op->call = k8s_client_start(drv->client, &req, on_existing, op);
+        if (op->call == NULL)
+            op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                      "kubernetes: cannot start a request");
+        return;
+    }
+    describe_http(what, r, msg, sizeof(msg));
+    LOG(drv, SG_DRIVER_LOG_WARN, "%s: %s", op->id, msg);
+    op_finish(op, transient(r->status) ? SG_DRIVER_ERR_RETRY
+                                       : SG_DRIVER_ERR_INVALID,
+              NULL, msg);
+}
+
+/* ---- remove ---- */
+
+static void on_delete(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    struct kd_driver *drv = op->drv;
+    struct kd_ns *ns;
+    char msg[512];
+    char what[160];
+
+    op->call = NULL;
+    snprintf(what, sizeof(what), "delete Sandbox %s/%s", op->ns, op->name);
+    if (r->status == 200 || r->status == 202 || r->status == 404) {
+        op->deleted = true;
+        ns = ns_covering(drv, op->ns);
+        /* Gone already and the cache agrees: done. Otherwise the watch
+           tells (DELETED, or the object missing from a re-list). */
+        if (obj_find(drv, op->id) == NULL && ns != NULL && ns->synced) {
+            op_finish(op, SG_DRIVER_OK, NULL, NULL);
+            return;
+        }
+        op->waiting_gone = true;
+        return;
+    }
+    describe_http(what, r, msg, sizeof(msg));
+    LOG(drv, SG_DRIVER_LOG_WARN, "%s: %s", op->id, msg);
+    op_finish(op, SG_DRIVER_ERR_RETRY, NULL, msg);
+}
+
+/* Send the DELETE of op's object. Returns 0, or -1 when it could not
+   start (op untouched). */
+static int remove_send(struct kd_op *op)
+{
+    struct kd_driver *drv = op->drv;
+    char path[PATH_BUF];
+    struct k8s_request req = {.method = "DELETE", .path = path};
+
+    /* A remove already waiting for the same object: wait with it. */
+    for (struct kd_op *o = drv->ops; o != NULL; o = o->next) {
+        if (o != op && o->kind == OP_REMOVE && o->waiting_gone &&
+            STREQ(o->id, op->id)) {
+            op->deleted = true;
+            op->waiting_gone = true;
+            return 0;
+        }
+    }
+    snprintf(path, sizeof(path),
+             K8S_SANDBOX_API "/namespaces/%s/sandboxes/%s?propagationPolicy=%s",
+             op->ns, op->name, drv->settings.propagation_policy);
+    op->call = k8s_client_start(drv->client, &req, on_delete, op);
+    return op->call != NULL ? 0 : -1;
+}
+
+/* "kubernetes/<ns>/<name>" -> ns, name. */
+static bool parse_backend(const char *b, char *ns, size_t nsz, char *name,
+                          size_t namesz)
+{
+    const char *p;
+    const char *slash;
+
+    if (b == NULL || !STRPREFIX(b, "kubernetes/"))
+        return false;
+    p = b + strlen("kubernetes/");
+    slash = strchr(p, '/');
+    if (slash == NULL || (size_t)(slash - p) >= nsz ||
+        strlen(slash + 1) >= namesz)
+        return false;
+    snprintf(ns, nsz, "%.*s", (int)(slash - p), p);
+    snprintf(name, namesz, "%s", slash + 1);
+    return k8s_is_dns_label(ns) && k8s_is_dns_label(name);
+}
+
+/* ---- ops ---- */
+
+static int kd_open(void *priv, const struct sg_driver_host *host,
+                   const char *settings_json, const char *state_dir,
+                   char **errmsg)
+{
+    struct kd_driver *drv = priv;
+    struct sg_error err = SG_ERROR_INIT;
+    char *ns = NULL;
+
+    drv->host = host;
+    drv->loop = host->loop;
+    if (k8s_settings_load(settings_json, &drv->settings, &err) < 0)
+        goto error;
+    drv->state_dir = strdup(state_dir);
+    drv->objs = sg_strmap_new();
+    drv->unknown_deleted = sg_strmap_new();
+    if (drv->state_dir == NULL || drv->objs == NULL ||
+        drv->unknown_deleted == NULL) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto error;
+    }
+    drv->client = k8s_client_new(drv->loop, host, &drv->settings, &ns, &err);
+    if (drv->client == NULL)
+        goto error;
+    if (drv->settings.default_namespace != NULL) {
+        free(ns);
+        ns = strdup(drv->settings.default_namespace);
+    } else if (ns == NULL || !k8s_is_dns_label(ns)) {
+        free(ns);
+        ns = strdup("default");
+    }
+    if (ns == NULL) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto error;
+    }
+    /* describe() resolves the default from the settings: set it there. */
+    free(drv->settings.default_namespace);
+    drv->settings.default_namespace = ns;
+    ns = NULL;
+    if (drv->settings.cluster_wide_watch) {
+        ns_add(drv, "", false);
+    } else {
+        ns_load(drv);
+        ns_add(drv, drv->settings.default_namespace, true);
+    }
+    LOG(drv, SG_DRIVER_LOG_INFO,
+        "gateway id '%s', default namespace '%s', %s watch",
+        drv->settings.gateway_id, drv->settings.default_namespace,
+        drv->settings.cluster_wide_watch ? "one cluster-wide"
+                                         : "a per-namespace");
+    return 0;
+ error:
+    *errmsg = host->strdup(err.message);
+    sg_error_reset(&err);
+    free(ns);
+    k8s_client_close(drv->client);
+    drv->client = NULL;
+    sg_strmap_free(drv->objs);
+    sg_strmap_free(drv->unknown_deleted);
+    free(drv->state_dir);
+    k8s_settings_clear(&drv->settings);
+    memset(drv, 0, sizeof(*drv));
+    return -1;
+}
+
+static int free_obj(void *opaque, const char *key, void *value)
+{
+    (void)opaque;
+    (void)key;
+    free(value);
+    return 0;
+}
+
+static void kd_close(void *priv)
+{
+    struct kd_driver *drv = priv;
+
+    drv->closing = true;
+    while (drv->ops != NULL) {
+        drv->ops->done = NULL;
+        op_free(drv->ops);
+    }
+    while (drv->nss != NULL) {
+        struct kd_ns *ns = drv->nss;
+
+        drv->nss = ns->next;
+        k8s_call_cancel(ns->call);
+        uv_timer_stop(&ns->timer);
+        uv_close((uv_handle_t *)&ns->timer, ns_closed);
+    }
+    k8s_client_close(drv->client);
+    drv->client = NULL;
+    sg_strmap_foreach(drv->objs, free_obj, NULL);
+    sg_strmap_free(drv->objs);
+    sg_strmap_free(drv->unknown_deleted);
+    drv->objs = NULL;
+    drv->unknown_deleted = NULL;
+    free(drv->state_dir);
+    drv->state_dir = NULL;
+    k8s_settings_clear(&drv->settings);
+    drv->watch_cb = NULL;
+}
+
+/* The whole check of a sandbox: block, allocation, image. */
+static int check_sandbox(struct kd_driver *drv,
+                         const struct sg_driver_sandbox *sb,
+                         struct k8s_block *b, struct sg_error *err)
+{
+    if (k8s_block_load(sb->config_json, b, err) < 0)
+        return -1;
+    if (STREQ(b->allocation, "SandboxClaim")) {
+        sg_error_report(err, SG_ERR_UNIMPLEMENTED,
+                        "kubernetes.agentSandbox.allocation: SandboxClaim is "
+                        "not implemented yet");
+        k8s_block_clear(b);
+        return -1;
+    }
+    if ((sb->image == NULL || sb->image[0] == '\0') &&
+        (drv->settings.default_image == NULL ||
+         drv->settings.default_image[0] == '\0')) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "kubernetes: the sandbox needs an image (the driver "
+                        "has no default_image)");
+        k8s_block_clear(b);
+        return -1;
+    }
+    return 0;
+}
+
+static int kd_validate(void *priv, const struct sg_driver_sandbox *sb,
+                       char **errmsg)
+{
+    struct kd_driver *drv = priv;
+    struct sg_error err = SG_ERROR_INIT;
+    struct k8s_block b;
+
+    if (check_sandbox(drv, sb, &b, &err) < 0) {
+        *errmsg = host_strdup_msg(drv, err.message);
+        sg_error_reset(&err);
+        return -1;
+    }
+    k8s_block_clear(&b);
+    return 0;
+}
+
+static int kd_describe(void *priv, const struct sg_driver_sandbox *sb,
+                       struct sg_driver_placement *out, char **errmsg)
+{
+    struct kd_driver *drv = priv;
+    struct sg_error err = SG_ERROR_INIT;
+    struct k8s_block b;
+    int ret = 0;
+
+    /* The facts of a SandboxClaim block too: an authorizer may decide on
+       them before the driver refuses the allocation. */
+    if (k8s_block_load(sb->config_json, &b, &err) < 0) {
+        *errmsg = host_strdup_msg(drv, err.message);
+        sg_error_reset(&err);
+        return -1;
+    }
+    if (k8s_block_describe(&b, &drv->settings, drv->host->alloc,
+                           drv->host->strdup, out) < 0) {
+        *errmsg = host_strdup_msg(drv, "kubernetes: out of memory");
+        ret = -1;
+    }
+    k8s_block_clear(&b);
+    return ret;
+}
+
+static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
+                     sg_driver_done_cb done, void *opaque)
+{
+    struct kd_driver *drv = priv;
+    struct sg_error err = SG_ERROR_INIT;
+    struct k8s_block b;
+    struct kd_obj *obj;
+    struct kd_op *op;
+    json_t *j = NULL;
+    char *body = NULL;
+    char path[PATH_BUF];
+    struct k8s_request req = {.method = "POST", .path = path};
+    const char *ns;
+    int ret;
+
+    if (drv->closing)
+        return -1;
+    if (!k8s_id_valid(sb->id))
+        return defer_answer(drv, sb->id, SG_DRIVER_ERR_INVALID, NULL,
+                            "kubernetes: invalid sandbox id", done, opaque);
+    if (check_sandbox(drv, sb, &b, &err) < 0) {
+        ret = defer_answer(drv, sb->id, SG_DRIVER_ERR_INVALID, NULL,
+                           err.message, done, opaque);
+        sg_error_reset(&err);
+        return ret;
+    }
+    ns = k8s_block_namespace(&b, &drv->settings);
+    if (ns_ensure(drv, ns) == NULL) {
+        ret = defer_answer(drv, sb->id, SG_DRIVER_ERR_RETRY, NULL,
+                           "kubernetes: out of memory", done, opaque);
+        goto cleanup;
+    }
+    obj = obj_find(drv, sb->id);
+    if (obj != NULL) {
+        /* Idempotent: the cache knows it, no write. */
+        ret = obj->o.deleting
+                  ? defer_answer(drv, sb->id, SG_DRIVER_ERR_RETRY, NULL,
+                                 "kubernetes: the Sandbox is being deleted",
+                                 done, opaque)
+                  : defer_answer(drv, sb->id, SG_DRIVER_OK, &obj->o, NULL,
+                                 done, opaque);
+        goto cleanup;
+    }
+    j = k8s_sandbox_build(&drv->settings, &b, sb, time(NULL), &err);
+    body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (body == NULL) {
+        ret = defer_answer(drv, sb->id,
+                           err.code == SG_ERR_INVALID_ARGUMENT
+                               ? SG_DRIVER_ERR_INVALID
+                               : SG_DRIVER_ERR_RETRY,
+                           NULL,
+                           err.message[0] != '\0' ? err.message
+                                                  : "kubernetes: out of memory",
+                           done, opaque);
+        goto cleanup;
+    }
+    op = op_new(drv, OP_CREATE, sb->id, done, NULL, opaque);
+    if (op == NULL) {
+        ret = -1;
+        goto cleanup;
+    }
+    snprintf(op->ns, sizeof(op->ns), "%s", ns);
+    k8s_object_name(sb->id, op->name);
+    snprintf(path, sizeof(path), K8S_SANDBOX_API "/namespaces/%s/sandboxes",
+             ns);
+    req.body = body;
+    op->call = k8s_client_start(drv->client, &req, on_post, op);
+    if (op->call == NULL) {
+        op->done = NULL;
+        op_free(op);
+        ret = -1;
+        goto cleanup;
+    }
+    ret = 0;
+ cleanup:
+    free(body);
+    json_decref(j);
+    k8s_block_clear(&b);
+    sg_error_reset(&err);
+    return ret;
+}
+
+static int kd_remove(void *priv, const char *id, const char *backend_object,
+                     uint32_t grace_ms, sg_driver_done_cb done, void *opaque)
+{
+    struct kd_driver *drv = priv;
+    struct kd_obj *obj;
+    struct kd_op *op;
+
+    (void)grace_ms; /* the pod's own terminationGracePeriodSeconds rules */
+    if (drv->closing)
+        return -1;
+    if (!k8s_id_valid(id))
+        return defer_answer(drv, id, SG_DRIVER_OK, NULL, NULL, done, opaque);
+    op = op_new(drv, OP_REMOVE, id, done, NULL, opaque);
+    if (op == NULL)
+        return -1;
+    obj = obj_find(drv, id);
+    if (obj != NULL) {
+        snprintf(op->ns, sizeof(op->ns), "%s", obj->o.namespace_name);
+        snprintf(op->name, sizeof(op->name), "%s", obj->o.name);
+    } else if (parse_backend(backend_object, op->ns, sizeof(op->ns), op->name,
+                             sizeof(op->name))) {
+        if (ns_ensure(drv, op->ns) == NULL) {
+            op->done = NULL;
+            op_free(op);
+            return -1;
+        }
+    } else {
+        k8s_object_name(id, op->name);
+    }
+    if (obj == NULL) {
+        /* Not in the cache: wait until the informers have listed, then
+           answer from the cache (DELETE only what exists). */
+        op_wait_sync(op);
+        return 0;
+    }
+    /* The DELETE starts now; its answer comes later. */
+    if (remove_send(op) < 0) {
+        op->done = NULL;
+        op_free(op);
+        return -1;
+    }
+    return 0;
+}
+
+static int kd_get(void *priv, const char *id, const char *backend_object,
+                  sg_driver_done_cb done, void *opaque)
+{
+    struct kd_driver *drv = priv;
+    struct kd_obj *obj;
+    struct kd_op *op;
+
+    if (drv->closing)
+        return -1;
+    obj = obj_find(drv, id);
+    if (obj != NULL)
+        return defer_answer(drv, id, SG_DRIVER_OK, &obj->o, NULL, done,
+                            opaque);
+    op = op_new(drv, OP_GET, id, done, NULL, opaque);
+    if (op == NULL)
+        return -1;
+    {
+        char name[K8S_NAME_MAX + 1];
+
+        if (parse_backend(backend_object, op->ns, sizeof(op->ns), name,
+                          sizeof(name)) &&
+            ns_ensure(drv, op->ns) == NULL) {
+            op->done = NULL;
+            op_free(op);
+            return -1;
+        }
+    }
+    op_wait_sync(op);
+    return 0;
+}
+
+static int kd_list(void *priv, sg_driver_list_cb done, void *opaque)
+{
+    struct kd_driver *drv = priv;
+    struct kd_op *op;
+
+    if (drv->closing)
+        return -1;
+    op = op_new(drv, OP_LIST, NULL, NULL, done, opaque);
+    if (op == NULL)
+        return -1;
+    op_wait_sync(op);
+    return 0;
+}
+
+static int kd_watch(void *priv, sg_driver_watch_cb cb, void *opaque,
+                    char **errmsg)
+{
+    struct kd_driver *drv = priv;
+
+    if (drv->watch_cb != NULL) {
+        *errmsg = host_strdup_msg(drv, "kubernetes: a watcher is registered");
+        return -1;
+    }
+    drv->watch_cb = cb;
+    drv->watch_opaque = opaque;
+    return 0;
+}
+
+const struct sg_driver_ops sg_kubernetes_driver = {
+    .abi_major = SG_DRIVER_ABI_MAJOR,
+    .abi_minor = SG_DRIVER_ABI_MINOR,
+    .struct_size = sizeof(struct sg_driver_ops),
+    .name = DRIVER_NAME,
+    .caps = SG_DRIVER_CAP_WATCH | SG_DRIVER_CAP_NETWORK |
+            SG_DRIVER_CAP_SURVIVES_RESTART,
+    .priv_size = sizeof(struct kd_driver),
+    .open = kd_open,
+    .close = kd_close,
+    .config_validate = kd_validate,
+    .describe = kd_describe,
+    .create = kd_create,
+    .remove = kd_remove,
+    .get = kd_get,
+    .list = kd_list,
+    .watch = kd_watch,
+};

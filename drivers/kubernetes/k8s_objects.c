@@ -1,0 +1,449 @@
+/*
+ * k8s_objects.c: building the Sandbox a sandbox becomes, and reading the
+ * state of one back.
+ */
+#include "internal.h"
+
+#include "k8s_objects.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+uint32_t k8s_fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s != '\0'; s++) {
+        h ^= (uint8_t)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+bool k8s_id_valid(const char *id)
+{
+    size_t len = id != NULL ? strlen(id) : 0;
+
+    if (len == 0 || len > 63)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+void k8s_object_name(const char *id, char out[K8S_NAME_MAX + 1])
+{
+    size_t len = strlen(id);
+
+    if (len + 3 <= K8S_NAME_MAX && (len == 0 || id[len - 1] != '-')) {
+        snprintf(out, K8S_NAME_MAX + 1, "sg-%s", id);
+        return;
+    }
+    /* "sg-" + 50 + "-" + 8 hex = 62 bytes. */
+    snprintf(out, K8S_NAME_MAX + 1, "sg-%.50s-%08x", id, k8s_fnv1a(id));
+}
+
+/* ---- building ---- */
+
+/* json_object_set_new that remembers a failure in *ok. */
+static void put(json_t *obj, const char *key, json_t *v, bool *ok)
+{
+    if (v == NULL || json_object_set_new(obj, key, v) < 0)
+        *ok = false;
+}
+
+static void append(json_t *arr, json_t *v, bool *ok)
+{
+    if (v == NULL || json_array_append_new(arr, v) < 0)
+        *ok = false;
+}
+
+static json_t *kv_object(const struct k8s_kv *kv, size_t n, bool *ok)
+{
+    json_t *o = json_object();
+
+    if (o == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        put(o, kv[i].key, json_string(kv[i].value), ok);
+    return o;
+}
+
+/* Our labels: on the Sandbox and on its pod template. */
+static json_t *our_labels(const struct k8s_settings *s,
+                          const struct sg_driver_sandbox *sb, bool *ok)
+{
+    json_t *l = json_object();
+    char v[64];
+
+    if (l == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    put(l, K8S_LABEL_SANDBOX_ID, json_string(sb->id), ok);
+    put(l, K8S_LABEL_GATEWAY_ID, json_string(s->gateway_id), ok);
+    put(l, K8S_LABEL_MANAGED_BY, json_string(K8S_MANAGED_BY), ok);
+    k8s_label_sanitize(sb->tenant, v);
+    if (v[0] != '\0')
+        put(l, K8S_LABEL_TENANT, json_string(v), ok);
+    k8s_label_sanitize(sb->project, v);
+    if (v[0] != '\0')
+        put(l, K8S_LABEL_PROJECT, json_string(v), ok);
+    return l;
+}
+
+static json_t *our_annotations(const struct sg_driver_sandbox *sb, bool *ok)
+{
+    json_t *a = json_object();
+
+    if (a == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    /* The exact values; labels carry them only sanitised. */
+    if (sb->owner != NULL && sb->owner[0] != '\0')
+        put(a, K8S_ANN_OWNER, json_string(sb->owner), ok);
+    if (sb->tenant != NULL && sb->tenant[0] != '\0')
+        put(a, K8S_ANN_TENANT, json_string(sb->tenant), ok);
+    if (sb->project != NULL && sb->project[0] != '\0')
+        put(a, K8S_ANN_PROJECT, json_string(sb->project), ok);
+    if (sb->name != NULL && sb->name[0] != '\0')
+        put(a, K8S_ANN_NAME, json_string(sb->name), ok);
+    return a;
+}
+
+static json_t *seccomp_runtime_default(void)
+{
+    return json_pack("{s:s}", "type", "RuntimeDefault");
+}
+
+static json_t *container(const struct k8s_settings *s,
+                         const struct k8s_block *b,
+                         const struct sg_driver_sandbox *sb, const char *image,
+                         bool *ok)
+{
+    json_t *c = json_object();
+    json_t *sc;
+
+    if (c == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    put(c, "name", json_string(s->container_name), ok);
+    put(c, "image", json_string(image), ok);
+    if (sb->n_command > 0) {
+        json_t *cmd = json_array();
+
+        for (size_t i = 0; cmd != NULL && i < sb->n_command; i++)
+            append(cmd, json_string(sb->command[i]), ok);
+        put(c, "command", cmd, ok);
+    }
+    if (sb->n_env > 0) {
+        json_t *env = json_array();
+
+        for (size_t i = 0; env != NULL && i < sb->n_env; i++)
+            append(env,
+                   json_pack("{s:s,s:s}", "name", sb->env_names[i], "value",
+                             sb->env_values[i]),
+                   ok);
+        put(c, "env", env, ok);
+    }
+    if (sb->working_dir != NULL && sb->working_dir[0] != '\0')
+        put(c, "workingDir", json_string(sb->working_dir), ok);
+    if (b->n_requests > 0 || b->n_limits > 0) {
+        json_t *r = json_object();
+        json_t *q;
+
+        if (r != NULL && b->n_requests > 0) {
+            q = json_object();
+            for (size_t i = 0; q != NULL && i < b->n_requests; i++)
+                put(q, b->requests[i].name, json_string(b->requests[i].text),
+                    ok);
+            put(r, "requests", q, ok);
+        }
+        if (r != NULL && b->n_limits > 0) {
+            q = json_object();
+            for (size_t i = 0; q != NULL && i < b->n_limits; i++)
+                put(q, b->limits[i].name, json_string(b->limits[i].text), ok);
+            put(r, "limits", q, ok);
+        }
+        put(c, "resources", r, ok);
+    }
+    sc = json_pack("{s:b,s:{s:[s]},s:b,s:o}", "allowPrivilegeEscalation", 0,
+                   "capabilities", "drop", "ALL", "readOnlyRootFilesystem",
+                   s->pod.read_only_root_filesystem, "seccompProfile",
+                   seccomp_runtime_default());
+    if (sc != NULL && s->pod.run_as_non_root)
+        put(sc, "runAsNonRoot", json_true(), ok);
+    put(c, "securityContext", sc, ok);
+    return c;
+}
+
+static json_t *pod_spec(const struct k8s_settings *s, const struct k8s_block *b,
+                        const struct sg_driver_sandbox *sb, const char *image,
+                        bool *ok)
+{
+    json_t *p = json_object();
+    json_t *containers = json_array();
+    json_t *psc = json_object();
+
+    if (p == NULL || containers == NULL || psc == NULL) {
+        json_decref(p);
+        json_decref(containers);
+        json_decref(psc);
+        *ok = false;
+        return NULL;
+    }
+    append(containers, container(s, b, sb, image, ok), ok);
+    put(p, "containers", containers, ok);
+    put(p, "restartPolicy", json_string("Never"), ok);
+    put(p, "automountServiceAccountToken",
+        json_boolean(s->pod.automount_service_account_token), ok);
+    if (s->pod.run_as_non_root)
+        put(psc, "runAsNonRoot", json_true(), ok);
+    if (s->pod.has_run_as_user)
+        put(psc, "runAsUser", json_integer(s->pod.run_as_user), ok);
+    if (s->pod.has_run_as_group)
+        put(psc, "runAsGroup", json_integer(s->pod.run_as_group), ok);
+    put(psc, "seccompProfile", seccomp_runtime_default(), ok);
+    put(p, "securityContext", psc, ok);
+    if (b->service_account != NULL)
+        put(p, "serviceAccountName", json_string(b->service_account), ok);
+    if (b->runtime_class != NULL)
+        put(p, "runtimeClassName", json_string(b->runtime_class), ok);
+    if (b->priority_class != NULL)
+        put(p, "priorityClassName", json_string(b->priority_class), ok);
+    if (b->n_node_selector > 0)
+        put(p, "nodeSelector",
+            kv_object(b->node_selector, b->n_node_selector, ok), ok);
+    if (b->n_tolerations > 0) {
+        json_t *ts = json_array();
+
+        for (size_t i = 0; ts != NULL && i < b->n_tolerations; i++) {
+            const struct k8s_toleration *t = &b->tolerations[i];
+            json_t *o = json_object();
+
+            if (o != NULL && t->key[0] != '\0')
+                put(o, "key", json_string(t->key), ok);
+            if (o != NULL && t->op != NULL)
+                put(o, "operator", json_string(t->op), ok);
+            if (o != NULL && t->value != NULL)
+                put(o, "value", json_string(t->value), ok);
+            if (o != NULL && t->effect != NULL)
+                put(o, "effect", json_string(t->effect), ok);
+            if (o != NULL && t->has_seconds)
+                put(o, "tolerationSeconds", json_integer(t->seconds), ok);
+            append(ts, o, ok);
+        }
+        put(p, "tolerations", ts, ok);
+    }
+    if (b->n_image_pull_secrets > 0) {
+        json_t *ps = json_array();
+
+        for (size_t i = 0; ps != NULL && i < b->n_image_pull_secrets; i++)
+            append(ps, json_pack("{s:s}", "name", b->image_pull_secrets[i]),
+                   ok);
+        put(p, "imagePullSecrets", ps, ok);
+    }
+    return p;
+}
+
+/* A label or annotation map: ours win over the caller's (the block
+   already refuses our keys; this keeps the rule in one place too). */
+static json_t *merged(json_t *ours, const struct k8s_kv *theirs, size_t n,
+                      bool *ok)
+{
+    json_t *m = json_object();
+
+    if (m == NULL || ours == NULL) {
+        json_decref(m);
+        *ok = false;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        put(m, theirs[i].key, json_string(theirs[i].value), ok);
+    if (json_object_update(m, ours) < 0)
+        *ok = false;
+    return m;
+}
+
+json_t *k8s_sandbox_build(const struct k8s_settings *s,
+                          const struct k8s_block *b,
+                          const struct sg_driver_sandbox *sb, time_t now,
+                          struct sg_error *err)
+{
+    const char *image = sb->image;
+    char name[K8S_NAME_MAX + 1];
+    bool ok = true;
+    json_t *labels = NULL;
+    json_t *anns = NULL;
+    json_t *obj = NULL;
+    json_t *spec;
+    json_t *tmpl;
+
+    if (image == NULL || image[0] == '\0')
+        image = s->default_image;
+    if (image == NULL || image[0] == '\0') {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "kubernetes: the sandbox has no image and the driver "
+                        "has no default_image");
+        return NULL;
+    }
+    if (!k8s_id_valid(sb->id)) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "kubernetes: invalid sandbox id");
+        return NULL;
+    }
+    k8s_object_name(sb->id, name);
+    labels = our_labels(s, sb, &ok);
+    anns = our_annotations(sb, &ok);
+    obj = json_object();
+    spec = json_object();
+    tmpl = json_object();
+    if (obj == NULL || spec == NULL || tmpl == NULL || !ok) {
+        json_decref(spec);
+        json_decref(tmpl);
+        goto nomem;
+    }
+    put(obj, "apiVersion", json_string("agents.x-k8s.io/v1beta1"), &ok);
+    put(obj, "kind", json_string("Sandbox"), &ok);
+    put(obj, "metadata",
+        json_pack("{s:s,s:s,s:O,s:O}", "name", name, "namespace",
+                  k8s_block_namespace(b, s), "labels", labels, "annotations",
+                  anns),
+        &ok);
+    put(tmpl, "metadata",
+        json_pack("{s:o,s:o}", "labels",
+                  merged(labels, b->pod_labels, b->n_pod_labels, &ok),
+                  "annotations",
+                  merged(anns, b->pod_annotations, b->n_pod_annotations, &ok)),
+        &ok);
+    put(tmpl, "spec", pod_spec(s, b, sb, image, &ok), &ok);
+    put(spec, "podTemplate", tmpl, &ok);
+    if (sb->ttl_seconds > 0) {
+        time_t at = now + (time_t)sb->ttl_seconds;
+        struct tm tm;
+        char ts[32];
+
+        gmtime_r(&at, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        put(spec, "shutdownTime", json_string(ts), &ok);
+        put(spec, "shutdownPolicy", json_string("Delete"), &ok);
+    }
+    put(obj, "spec", spec, &ok);
+    if (!ok)
+        goto nomem;
+    json_decref(labels);
+    json_decref(anns);
+    return obj;
+ nomem:
+    json_decref(labels);
+    json_decref(anns);
+    json_decref(obj);
+    sg_error_report(err, SG_ERR_NO_MEMORY, "kubernetes: out of memory");
+    return NULL;
+}
+
+/* ---- observing ---- */
+
+static void copy_str(json_t *v, char *out, size_t size)
+{
+    snprintf(out, size, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+static json_t *condition(json_t *conds, const char *type)
+{
+    size_t i;
+    json_t *c;
+
+    json_array_foreach(conds, i, c)
+    {
+        json_t *t = json_object_get(c, "type");
+
+        if (json_is_string(t) && STREQ(json_string_value(t), type))
+            return c;
+    }
+    return NULL;
+}
+
+static bool cond_is(json_t *c, const char *status)
+{
+    json_t *s = json_object_get(c, "status");
+
+    return json_is_string(s) && STREQ(json_string_value(s), status);
+}
+
+static const char *cond_reason(json_t *c)
+{
+    json_t *r = json_object_get(c, "reason");
+
+    return json_is_string(r) ? json_string_value(r) : "";
+}
+
+static void take_condition(struct k8s_observed *o, json_t *c)
+{
+    copy_str(json_object_get(c, "reason"), o->reason, sizeof(o->reason));
+    copy_str(json_object_get(c, "message"), o->message, sizeof(o->message));
+}
+
+int k8s_sandbox_observe(json_t *obj, struct k8s_observed *o)
+{
+    static const char *const terminal[] = {"PodFailed", "PodSucceeded",
+                                           "SandboxExpired"};
+    json_t *meta = json_object_get(obj, "metadata");
+    json_t *labels = json_object_get(meta, "labels");
+    json_t *conds = json_object_get(json_object_get(obj, "status"),
+                                    "conditions");
+    json_t *ready = condition(conds, "Ready");
+    json_t *finished = condition(conds, "Finished");
+    json_t *sched = condition(conds, "PodScheduled");
+
+    memset(o, 0, sizeof(*o));
+    copy_str(json_object_get(meta, "name"), o->name, sizeof(o->name));
+    copy_str(json_object_get(meta, "namespace"), o->namespace_name,
+             sizeof(o->namespace_name));
+    if (o->name[0] == '\0' || o->namespace_name[0] == '\0')
+        return -1;
+    copy_str(json_object_get(meta, "uid"), o->uid, sizeof(o->uid));
+    copy_str(json_object_get(meta, "resourceVersion"), o->rv, sizeof(o->rv));
+    copy_str(json_object_get(labels, K8S_LABEL_SANDBOX_ID), o->id,
+             sizeof(o->id));
+    if (!k8s_id_valid(o->id))
+        o->id[0] = '\0';
+    copy_str(json_object_get(labels, K8S_LABEL_GATEWAY_ID), o->gateway,
+             sizeof(o->gateway));
+    o->deleting = json_object_get(meta, "deletionTimestamp") != NULL &&
+                  !json_is_null(json_object_get(meta, "deletionTimestamp"));
+    o->state = SG_DRIVER_STATE_PENDING;
+    snprintf(o->reason, sizeof(o->reason), "Provisioning");
+    if (ready != NULL && cond_is(ready, "True")) {
+        o->state = SG_DRIVER_STATE_RUNNING;
+        take_condition(o, ready);
+        return 0;
+    }
+    if (finished != NULL && cond_is(finished, "True")) {
+        o->state = SG_DRIVER_STATE_FAILED;
+        take_condition(o, finished);
+        return 0;
+    }
+    for (size_t i = 0; ready != NULL && i < SG_N_ELEMENTS(terminal); i++) {
+        if (cond_is(ready, "False") && STREQ(cond_reason(ready), terminal[i])) {
+            o->state = SG_DRIVER_STATE_FAILED;
+            take_condition(o, ready);
+            return 0;
+        }
+    }
+    if (sched != NULL && cond_is(sched, "False"))
+        take_condition(o, sched);
+    else if (ready != NULL)
+        take_condition(o, ready);
+    if (o->reason[0] == '\0')
+        snprintf(o->reason, sizeof(o->reason), "Provisioning");
+    return 0;
+}
