@@ -478,10 +478,18 @@ int sg_driver_validate(struct sg_driver *drv,
                        const struct sg_driver_sandbox *sb, struct sg_error *err)
 {
     char *errmsg = NULL;
+    int rc;
 
     /* Any thread: drv->closed is the loop thread's and is not read here.
        The driver keeps what validation reads until sg_driver_free(). */
-    if (drv->ops.config_validate(drv->priv, sb, &errmsg) != 0) {
+    rc = drv->ops.config_validate(drv->priv, sb, &errmsg);
+    if (rc == SG_DRIVER_VALIDATE_UNSUPPORTED) {
+        sg_error_report(err, SG_ERR_UNIMPLEMENTED, "%s",
+                        errmsg ? errmsg : "not supported by the driver");
+        free(errmsg);
+        return -1;
+    }
+    if (rc != 0) {
         report_config_error(drv, errmsg, err);
         return -1;
     }

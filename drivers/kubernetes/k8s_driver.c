@@ -1279,11 +1279,15 @@ static int kd_validate(void *priv, const struct sg_driver_sandbox *sb,
     struct kd_driver *drv = priv;
     struct sg_error err = SG_ERROR_INIT;
     struct k8s_block b;
+    int rc;
 
     if (check_sandbox(drv, sb, &b, &err) < 0) {
+        /* SandboxClaim is valid, not built yet: UNIMPLEMENTED. */
+        rc = err.code == SG_ERR_UNIMPLEMENTED ? SG_DRIVER_VALIDATE_UNSUPPORTED
+                                              : -1;
         *errmsg = host_strdup_msg(drv, err.message);
         sg_error_reset(&err);
-        return -1;
+        return rc;
     }
     k8s_block_clear(&b);
     return 0;

@@ -59,6 +59,9 @@ extern "C" {
 #define SG_DRIVER_ABI_MAJOR 1
 #define SG_DRIVER_ABI_MINOR 1
 
+/* config_validate: valid, but not supported by this driver (ABI 1.1). */
+#define SG_DRIVER_VALIDATE_UNSUPPORTED (-2)
+
 /* The symbol a driver shared object exports. */
 #define SG_DRIVER_ENTRY_SYMBOL "sandgate_driver_entry"
 
@@ -235,7 +238,10 @@ struct sg_driver_ops {
     /*
      * Check sb->config_json (and any other field the driver cares about)
      * synchronously, without side effects. Returns 0, or -1 with *errmsg
-     * naming the offending key ("process.network: expected a boolean").
+     * naming the offending key ("process.network: expected a boolean"),
+     * or (ABI 1.1) SG_DRIVER_VALIDATE_UNSUPPORTED with *errmsg when the
+     * request is valid but asks for something this driver does not build
+     * yet (the gateway answers UNIMPLEMENTED instead of INVALID_ARGUMENT).
      * Unlike the other ops, config_validate and describe are called from
      * any thread (the gateway's request threads), concurrently: they may
      * read only what open set up and never change state.

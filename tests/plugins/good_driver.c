@@ -51,6 +51,10 @@ static int good_validate(void *priv, const struct sg_driver_sandbox *sb,
         *errmsg = g->host->strdup("good.bad: not allowed");
         return -1;
     }
+    if (strstr(sb->config_json, "later") != NULL) {
+        *errmsg = g->host->strdup("good.later: not built yet");
+        return SG_DRIVER_VALIDATE_UNSUPPORTED;
+    }
     return 0;
 }
 

@@ -363,9 +363,9 @@ START_TEST(test_builtin_lookup)
     sg_error_reset(&err);
 
     assert_open_fails("nope", NULL, NULL, SG_ERR_CONFIG,
-                      "unknown driver 'nope' (built in: noop, process)");
+                      "unknown driver 'nope' (built in: noop, process, kubernetes)");
     assert_open_fails("", NULL, NULL, SG_ERR_CONFIG,
-                      "unknown driver '' (built in: noop, process)");
+                      "unknown driver '' (built in: noop, process, kubernetes)");
 }
 END_TEST
 
@@ -466,6 +466,25 @@ START_TEST(test_validate_violation)
     sb.config_json = "{}";
     ck_assert_int_eq(sg_driver_validate(drv, &sb, &err), 0);
     ck_assert(!sg_error_is_set(&err));
+    shut(drv);
+}
+END_TEST
+
+/* A valid request the driver does not build yet is UNIMPLEMENTED, with
+   the driver's words and no field violation. */
+START_TEST(test_validate_unsupported)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_driver *drv = open_driver(NULL, SG_PLUGIN_GOOD_DRIVER, NULL,
+                                        &err);
+    struct sg_driver_sandbox sb = sandbox(NULL, "{\"later\": 1}");
+
+    ck_assert_msg(drv != NULL, "%s", err.message);
+    ck_assert_int_eq(sg_driver_validate(drv, &sb, &err), -1);
+    ck_assert_int_eq(err.code, SG_ERR_UNIMPLEMENTED);
+    ck_assert_str_eq(err.message, "good.later: not built yet");
+    ck_assert_uint_eq(err.n_violations, 0);
+    sg_error_reset(&err);
     shut(drv);
 }
 END_TEST
@@ -1200,6 +1219,7 @@ static Suite *driver_suite(void)
     tc = tcase_create("wrappers");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_validate_violation);
+    tcase_add_test(tc, test_validate_unsupported);
     tcase_add_test(tc, test_describe);
     tcase_add_test(tc, test_unimplemented);
     tcase_add_test(tc, test_closed);
