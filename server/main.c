@@ -328,6 +328,7 @@ static int check_config(const char *path)
 {
     struct sg_error err = SG_ERROR_INIT;
     struct sg_config *cfg = sg_config_new();
+    struct sg_policy *policy = NULL;
     int ret = 1;
 
     if (!cfg) {
@@ -339,10 +340,21 @@ static int check_config(const char *path)
         fprintf(stderr, "sandgate: %s\n", err.message);
         goto cleanup;
     }
+    /* The policy too: what a SIGHUP would load, checked beforehand. */
+    if (cfg->auth_policy_file) {
+        policy = sg_policy_load_file(cfg->auth_policy_file, &err);
+        if (!policy) {
+            fprintf(stderr, "sandgate: %s\n", err.message);
+            goto cleanup;
+        }
+        printf("%s: policy is valid (%s)\n", cfg->auth_policy_file,
+               sg_policy_digest(policy));
+    }
     printf("%s: configuration is valid\n", path);
     ret = 0;
 
  cleanup:
+    sg_policy_unref(policy);
     sg_error_reset(&err);
     sg_config_free(cfg);
     return ret;

@@ -67,6 +67,26 @@ class CheckConfigTest(unittest.TestCase):
         self.assertRegex(text, r'unknown-key\.yaml:5\b', 'the line number 5 is missing:\n' + text)
         self.assertIn('bogus_knob', text)
 
+    def test_policy_file_is_checked_too(self):
+        policy = write(os.path.join(self.dir, 'policy.yaml'),
+                       'roles:\n'
+                       '  reader:\n'
+                       '    operations: [{permissions: [sandboxes.get], on: any}]\n'
+                       'bindings:\n'
+                       '  - roles: [reader]\n'
+                       '    subjects: [{token: dev}]\n')
+        conf = write(os.path.join(self.dir, 'with-policy.yaml'),
+                     'auth:\n  policy_file: %s\n' % policy)
+        rc, text = self.check(conf)
+        self.assertEqual(rc, 0, text)
+        self.assertIn('policy is valid (sha256:', text)
+        # A role the bindings name but the file does not define.
+        write(policy, 'bindings:\n  - roles: [nobody]\n    subjects: [{token: dev}]\n')
+        rc, text = self.check(conf)
+        self.assertNotEqual(rc, 0, text)
+        self.assertRegex(text, r'policy\.yaml:\d+', text)
+        self.assertIn('nobody', text)
+
     def test_unknown_top_level_key(self):
         path = write(os.path.join(self.dir, 'top.yaml'),
                      '# comment\n'
