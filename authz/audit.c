@@ -57,46 +57,6 @@ struct sg_audit {
 /* ---- formatting ---- */
 
 /*
- * Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when the
- * bytes there are not one (RFC 3629: no overlong forms, surrogates or code
- * points above U+10FFFF), as the JSON escaper decides.
- */
-static size_t utf8_sequence_len(const unsigned char *s, size_t n)
-{
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    size_t len;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        len = 2;
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-        len = 3;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    if (s[0] == 0xE0)
-        lo = 0xA0;
-    else if (s[0] == 0xED)
-        hi = 0x9F;
-    else if (s[0] == 0xF0)
-        lo = 0x90;
-    else if (s[0] == 0xF4)
-        hi = 0x8F;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    }
-    return len;
-}
-
-/*
  * How much of a value of len bytes to keep: all of it up to
  * AUDIT_FIELD_MAX, else the longest prefix that leaves room for the
  * ellipsis and ends between two characters (an invalid byte counts as one
@@ -111,7 +71,7 @@ static size_t kept_length(const char *s, size_t len)
     if (len <= AUDIT_FIELD_MAX)
         return len;
     while (i < limit) {
-        size_t n = utf8_sequence_len(p + i, len - i);
+        size_t n = sg_utf8_sequence_len(p + i, len - i);
 
         if (n == 0)
             n = 1;
@@ -138,22 +98,6 @@ static void add_field(struct sg_buf *b, const char *key, const char *value)
     sg_buf_addc(b, '"');
 }
 
-/* "2026-12-02T12:00:00.123Z" (RFC 3339, UTC, milliseconds) */
-static void add_time(struct sg_buf *b)
-{
-    struct timespec now;
-    struct tm tm;
-
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (gmtime_r(&now.tv_sec, &tm) == NULL) {
-        sg_buf_adds(b, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    sg_buf_printf(b, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                  tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000L);
-}
-
 /*
  * The line, preceded by one '\n' that is written only after a torn write,
  * so that the fragment ends its own line and this record stays whole.
@@ -161,7 +105,7 @@ static void add_time(struct sg_buf *b)
 static void format_record(struct sg_buf *b, const struct sg_audit_record *r)
 {
     sg_buf_adds(b, "\n{\"time\":\"");
-    add_time(b);
+    sg_buf_add_timestamp(b);
     sg_buf_addc(b, '"');
     add_field(b, "subject", r->subject);
     add_field(b, "rpc", r->rpc);

@@ -6,6 +6,7 @@
 
 #include "authz.h"
 
+#include "base64url.h"
 #include "jwt.h"
 #include "log.h"
 #include "peer.h"
@@ -150,27 +151,6 @@ static struct authz_state *state_new(struct sg_policy *policy,
 
 /* ---- the admin token of the embedded default ----------------------- */
 
-static void base64url(const uint8_t *in, size_t n, char *out)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = tab[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = tab[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
-}
-
 /* Returns 0 (written to path and token), 1 (the file appeared
    meanwhile: read it) or -1. */
 static int write_admin_token(const char *path, char *token,
@@ -188,7 +168,7 @@ static int write_admin_token(const char *path, char *token,
         return -1;
     }
     memcpy(token, "sgadm_", 6);
-    base64url(raw, sizeof(raw), token + 6);
+    sg_base64url_encode(raw, sizeof(raw), token + 6);
     OPENSSL_cleanse(raw, sizeof(raw));
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
               0600);

@@ -1,9 +1,11 @@
 /*
- * jwks.c: JWKS parsing, base64url and JWS signature checks (see jwks.h).
+ * jwks.c: JWKS parsing and JWS signature checks (see jwks.h).
  */
 #include "internal.h"
 
 #include "jwks.h"
+
+#include "base64url.h"
 #include "jwt.h"
 #include "log.h"
 
@@ -23,49 +25,6 @@ static const uint8_t p256_order[32] = {
     0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17,
     0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 };
-
-/* The value of a base64url character, or -1 for any other byte. */
-static int b64url_digit(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-long sg_jwt_b64url_decode(const char *in, size_t len, uint8_t *out)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-
-    if (len % 4 == 1 || len > (size_t)LONG_MAX)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        int d = b64url_digit((unsigned char)in[i]);
-
-        if (d < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    /* Leftover bits must be zero: one encoding per byte string. */
-    if (acc != 0)
-        return -1;
-    return (long)o;
-}
 
 void sg_jwks_digest(const char *doc, size_t len, uint8_t out[32])
 {
@@ -92,7 +51,7 @@ static uint8_t *member_b64(json_t *jk, const char *name, size_t *len)
     out = malloc(slen * 3 / 4 + 1);
     if (out == NULL)
         return NULL;
-    n = sg_jwt_b64url_decode(s, slen, out);
+    n = sg_base64url_decode(s, slen, out);
     if (n <= 0) {
         free(out);
         return NULL;

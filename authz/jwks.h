@@ -47,14 +47,6 @@ struct sg_jwks {
     uint8_t digest[32]; /* SHA-256 of the document it was parsed from */
 };
 
-/*
- * Decode strict unpadded base64url (RFC 7515 section 2): only the 64
- * characters of the URL-safe alphabet, no '=', no whitespace, no length
- * of the form 4k+1, and zero unused bits in the last character, so every
- * byte string has exactly one accepted encoding. out must have room for
- * len * 3 / 4 bytes. Returns the decoded length, or -1.
- */
-long sg_jwt_b64url_decode(const char *in, size_t len, uint8_t *out);
 
 /*
  * Parse a JWKS document (len bytes, need not be NUL-terminated). source

@@ -17,6 +17,8 @@
  */
 #include "internal.h"
 
+#include "base64url.h"
+
 #include "jwt.h"
 #include "jwks.h"
 #include "jwt_cache.h"
@@ -740,7 +742,7 @@ static int decode_object(const char *seg, size_t len, const char *what,
         sg_error_report(err, SG_ERR_UNAUTHENTICATED, "out of memory");
         return -1;
     }
-    n = sg_jwt_b64url_decode(seg, len, buf);
+    n = sg_base64url_decode(seg, len, buf);
     if (n < 0) {
         sg_error_report(err, SG_ERR_UNAUTHENTICATED,
                         "malformed token: %s is not base64url", what);
@@ -1170,7 +1172,7 @@ static int verify_uncached(struct sg_jwt_verifier *v, const char *token,
         refuse(err, "out of memory");
         goto cleanup;
     }
-    sig_len = sg_jwt_b64url_decode(seg.sig, seg.sig_len, sig);
+    sig_len = sg_base64url_decode(seg.sig, seg.sig_len, sig);
     if (sig_len < 0) {
         refuse(err, "malformed token: signature is not base64url");
         goto cleanup;

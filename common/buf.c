@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define BUF_MIN_CAP 64
 
@@ -102,7 +103,7 @@ void sg_buf_printf(struct sg_buf *b, const char *fmt, ...)
  * bytes there are not one: overlong forms, surrogates and code points above
  * U+10FFFF are all rejected (RFC 3629).
  */
-static size_t utf8_sequence_len(const unsigned char *s, size_t n)
+size_t sg_utf8_sequence_len(const unsigned char *s, size_t n)
 {
     unsigned char lo = 0x80;
     unsigned char hi = 0xBF;
@@ -156,7 +157,7 @@ void sg_buf_add_json_escaped(struct sg_buf *b, const char *s, size_t len)
             continue;
         }
         if (c >= 0x80) {
-            seq = utf8_sequence_len(p + i, len - i);
+            seq = sg_utf8_sequence_len(p + i, len - i);
             if (seq > 0) {
                 i += seq;
                 continue;
@@ -234,4 +235,19 @@ void sg_buf_free(struct sg_buf *b)
     b->len = 0;
     b->cap = 0;
     b->failed = false;
+}
+
+void sg_buf_add_timestamp(struct sg_buf *b)
+{
+    struct timespec now;
+    struct tm tm;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (gmtime_r(&now.tv_sec, &tm) == NULL) {
+        sg_buf_adds(b, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    sg_buf_printf(b, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                  tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000L);
 }

@@ -32,6 +32,17 @@ void sg_buf_printf(struct sg_buf *b, const char *fmt, ...) SG_PRINTF(2, 3);
 /* Append s as the body of a JSON string (escaped, no surrounding quotes). */
 void sg_buf_add_json_escaped(struct sg_buf *b, const char *s, size_t len);
 
+/*
+ * Length of the valid UTF-8 sequence at s (at most n bytes, n >= 1), or 0
+ * when the bytes there are not one: overlong forms, surrogates and code
+ * points above U+10FFFF are rejected (RFC 3629).
+ */
+size_t sg_utf8_sequence_len(const unsigned char *s, size_t n);
+
+/* The current time as RFC 3339 UTC with milliseconds,
+   "2026-12-02T12:00:00.123Z". */
+void sg_buf_add_timestamp(struct sg_buf *b);
+
 /* -1 if an allocation failed since init, else 0. */
 int sg_buf_error(const struct sg_buf *b);
 /* Content (never NULL: "" when empty). Borrowed; valid until next change. */

@@ -432,22 +432,6 @@ static enum sg_log_format current_format(void)
     return (enum sg_log_format)format;
 }
 
-/* "2026-11-28T10:00:00.123Z" */
-static void add_timestamp(struct sg_buf *b)
-{
-    struct timespec now;
-    struct tm tm;
-
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (gmtime_r(&now.tv_sec, &tm) == NULL) {
-        sg_buf_adds(b, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    sg_buf_printf(b, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                  tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000L);
-}
-
 /*
  * Text format: escape what would break the line (control characters,
  * invalid UTF-8) as in JSON, but leave quotes and backslashes alone so that
@@ -679,7 +663,7 @@ static void log_emit(const struct sg_log_category *cat,
 
     if (format == SG_LOG_FORMAT_JSON) {
         sg_buf_adds(&b, "{\"ts\":\"");
-        add_timestamp(&b);
+        sg_buf_add_timestamp(&b);
         sg_buf_adds(&b, "\",\"level\":\"");
         sg_buf_adds(&b, level_names[lvl]);
         sg_buf_adds(&b, "\",\"cat\":");
@@ -687,7 +671,7 @@ static void log_emit(const struct sg_log_category *cat,
         sg_buf_adds(&b, ",\"msg\":");
         add_json_string(&b, msg, msg_len);
     } else {
-        add_timestamp(&b);
+        sg_buf_add_timestamp(&b);
         sg_buf_addc(&b, ' ');
         sg_buf_adds(&b, level_labels[lvl]);
         sg_buf_addc(&b, ' ');

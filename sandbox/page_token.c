@@ -5,6 +5,8 @@
 
 #include "page_token.h"
 
+#include "base64url.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -13,10 +15,7 @@
 #define HEADER_SIZE (1 + SG_PAGE_DIGEST_SIZE + 1)
 #define PAYLOAD_MAX (HEADER_SIZE + SG_PAGE_TOKEN_ID_MAX)
 /* base64 of PAYLOAD_MAX bytes, unpadded. */
-#define TOKEN_MAX ((PAYLOAD_MAX * 4 + 2) / 3)
-
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#define TOKEN_MAX SG_BASE64URL_LEN(PAYLOAD_MAX)
 
 static const char digest_domain[] = "sandgate.v1.ListSandboxes/page-filter/1";
 
@@ -67,28 +66,6 @@ static bool id_ok(const char *id, size_t len)
     return true;
 }
 
-/* Unpadded base64url of in (len bytes) into out (room for it and NUL). */
-static void b64_encode(const uint8_t *in, size_t len, char *out)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t left = len - i;
-
-        if (left > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (left > 2)
-            v |= in[i + 2];
-        out[o++] = b64url[(v >> 18) & 63];
-        out[o++] = b64url[(v >> 12) & 63];
-        if (left > 1)
-            out[o++] = b64url[(v >> 6) & 63];
-        if (left > 2)
-            out[o++] = b64url[v & 63];
-    }
-    out[o] = '\0';
-}
 
 char *sg_page_token_encode(const char *last_id,
                            const uint8_t digest[SG_PAGE_DIGEST_SIZE])
@@ -105,46 +82,8 @@ char *sg_page_token_encode(const char *last_id,
     memcpy(payload + HEADER_SIZE, last_id, id_len);
     token = malloc(TOKEN_MAX + 1);
     if (token != NULL)
-        b64_encode(payload, HEADER_SIZE + id_len, token);
+        sg_base64url_encode(payload, HEADER_SIZE + id_len, token);
     return token;
-}
-
-static int b64_value(char c)
-{
-    const char *p = c != '\0' ? strchr(b64url, c) : NULL;
-
-    return p != NULL ? (int)(p - b64url) : -1;
-}
-
-/*
- * Strict unpadded base64url: only the alphabet, no impossible length, and
- * the unused low bits of the last character zero (one encoding per
- * payload). Returns the decoded length, or -1.
- */
-static long b64_decode(const char *in, size_t len, uint8_t *out)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-
-    if (len % 4 == 1)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_value(in[i]);
-
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0)
-        return -1;
-    return (long)o;
 }
 
 static int malformed(struct sg_error *err)
@@ -164,7 +103,7 @@ int sg_page_token_decode(const char *token,
     *last_id = NULL;
     if (len == 0 || len > TOKEN_MAX)
         return malformed(err);
-    n = b64_decode(token, len, payload);
+    n = sg_base64url_decode(token, len, payload);
     if (n < HEADER_SIZE + 1 || payload[0] != TOKEN_VERSION ||
         (size_t)n != (size_t)HEADER_SIZE + payload[HEADER_SIZE - 1] ||
         !id_ok((const char *)payload + HEADER_SIZE, (size_t)n - HEADER_SIZE))
