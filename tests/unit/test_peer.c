@@ -179,8 +179,11 @@ static char *bio_text(BIO *b)
     char *s;
 
     ck_assert_int_gt(n, 0);
-    s = strndup(data, (size_t)n);
+    /* Not strndup: the BIO's bytes are not NUL-terminated. */
+    s = malloc((size_t)n + 1);
     ck_assert_ptr_nonnull(s);
+    memcpy(s, data, (size_t)n);
+    s[n] = '\0';
     BIO_free(b);
     return s;
 }

@@ -947,7 +947,9 @@ START_TEST(test_remove_forces_after_grace)
         "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"};
     static const char *const bgcmd[] = {
         "sh", "-c",
-        "(trap '' TERM; while :; do sleep 0.05; done) & echo ready; "
+        /* "ready" only once the trap is set: before it, SIGTERM would
+           kill the stubborn process at once and the grace go unused. */
+        "(trap '' TERM; echo ready; while :; do sleep 0.05; done) & "
         "exec sleep 1000"};
     struct pids p;
     ino_t ns;
