@@ -566,7 +566,10 @@ static void notify_cancel(struct sg_call *call)
         call->cancel_pending = true;
     } else if (!call->cancel_notified) {
         call->cancel_notified = true;
-        notify = call->rm && call->rm->method->on_cancel;
+        /* No handler ran yet, so there is none to tell; resume sees
+           the cancellation and never starts one. */
+        notify = call->rm && call->rm->method->on_cancel &&
+                 !call->auth_pending;
     }
     pthread_mutex_unlock(&call->mu);
     if (notify)
@@ -640,25 +643,12 @@ static void run_on_start(struct sg_call *call, const ProtobufCMessage *req)
         notify_cancel(call);
 }
 
-static void dispatch(struct sg_call *call)
+/* The part of dispatch after authentication. */
+static void dispatch_authenticated(struct sg_call *call)
 {
-    const struct sg_method *m;
+    const struct sg_method *m = call->rm->method;
     ProtobufCMessage *req;
 
-    if (sg_server_draining(call->server)) {
-        /* Retryable elsewhere, unlike the core's CANCELLED after GOAWAY. */
-        sg_call_finish(call, GRPC_STATUS_UNAVAILABLE,
-                       "server is shutting down");
-        return;
-    }
-    if (!call->rm) {
-        sg_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
-        return;
-    }
-    m = call->rm->method;
-    /* Authenticate before anything else, unbuilt methods included. */
-    if (sg_server_run_auth(call->server, call, m->on_start != NULL) < 0)
-        return;
     if (!m->on_start) {
         sg_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
                        "method not implemented yet");
@@ -689,6 +679,47 @@ static void dispatch(struct sg_call *call)
     }
     run_on_start(call, req);
     protobuf_c_message_free_unpacked(req, NULL);
+}
+
+static void dispatch(struct sg_call *call)
+{
+    int rc;
+
+    if (sg_server_draining(call->server)) {
+        /* Retryable elsewhere, unlike the core's CANCELLED after GOAWAY. */
+        sg_call_finish(call, GRPC_STATUS_UNAVAILABLE,
+                       "server is shutting down");
+        return;
+    }
+    if (!call->rm) {
+        sg_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+        return;
+    }
+    /* Authenticate before anything else, unbuilt methods included. */
+    pthread_mutex_lock(&call->mu);
+    call->auth_pending = true;
+    pthread_mutex_unlock(&call->mu);
+    rc = sg_server_run_auth(call->server, call,
+                            call->rm->method->on_start != NULL);
+    if (rc > 0)
+        return; /* the hook resumes it (sg_call_auth_resume) */
+    pthread_mutex_lock(&call->mu);
+    call->auth_pending = false;
+    pthread_mutex_unlock(&call->mu);
+    if (rc == 0)
+        dispatch_authenticated(call);
+}
+
+void sg_call_auth_resume(struct sg_call *call)
+{
+    bool go;
+
+    pthread_mutex_lock(&call->mu);
+    call->auth_pending = false;
+    go = !call->cancelled && !call->finish_requested;
+    pthread_mutex_unlock(&call->mu);
+    if (go)
+        dispatch_authenticated(call);
 }
 
 static void on_new(struct sg_tag *tag, bool ok)

@@ -148,6 +148,12 @@ const struct sg_policy *sg_call_policy(const struct sg_call *call);
 /* For the hook: attach both (the call takes over the references). */
 void sg_call_set_auth(struct sg_call *call, struct sg_identity *id,
                       struct sg_policy *policy);
+/*
+ * For a hook that returned 1: go on with the call (decode, handler) on
+ * this thread. Does nothing when the call was cancelled or finished
+ * meanwhile; its handler then never runs (nor its on_cancel).
+ */
+void sg_call_auth_resume(struct sg_call *call);
 
 /* Call deadline as a gpr_timespec in GPR_CLOCK_MONOTONIC. */
 gpr_timespec sg_call_deadline(const struct sg_call *call);

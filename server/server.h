@@ -68,8 +68,11 @@ void sg_server_set_app_data(struct sg_server *srv, void *data);
  * The authentication hook, run on the CQ thread for every call of a
  * registered method before its handler (and before an unbuilt method's
  * UNIMPLEMENTED). It attaches the caller with sg_call_set_auth and returns
- * 0, or finishes the call itself and returns -1. handled says whether the
- * method has a handler. Set it before sg_server_start.
+ * 0, or finishes the call itself and returns -1, or returns 1 when it
+ * must wait (a remote check): it then holds a call reference and later,
+ * from any thread, either finishes the call or attaches the caller and
+ * calls sg_call_auth_resume. handled says whether the method has a
+ * handler. Set it before sg_server_start.
  */
 typedef int (*sg_server_auth_fn)(void *opaque, struct sg_call *call,
                                  bool handled);

@@ -77,6 +77,7 @@ struct sg_call {
     bool cancelled;
     bool cancel_notified;
     bool in_start;       /* on_start is running */
+    bool auth_pending;   /* the auth hook deferred; no handler has run */
     bool cancel_pending; /* on_cancel deferred until on_start returns */
     grpc_status_code status_code;
     grpc_slice status_slice;
@@ -122,7 +123,8 @@ unsigned sg_server_default_deadline_ms(const struct sg_server *srv);
 /* The access log is on (log.access_log; a filter can still silence it). */
 bool sg_server_access_log(const struct sg_server *srv);
 /* Run the authentication hook (0 when none is set). On -1 the hook has
-   finished the call. handled: the method has a handler. */
+   finished the call; on 1 it resumes it later (sg_call_auth_resume).
+   handled: the method has a handler. */
 int sg_server_run_auth(struct sg_server *srv, struct sg_call *call,
                        bool handled);
 /* True once shutdown began: new calls are answered UNAVAILABLE. */

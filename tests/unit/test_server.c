@@ -424,6 +424,41 @@ static void stop_cb(uv_async_t *handle)
     pthread_mutex_unlock(&fx->mu);
 }
 
+/* ---- a deferring authentication hook ------------------------------------ */
+
+/* The hook the fixture installs, if any (set before fixture_start). */
+static sg_server_auth_fn fixture_auth;
+static int n_auth_deferred;
+static int n_auth_resumed;
+static long auth_delay_ms;
+
+static void *resume_thread(void *arg)
+{
+    struct sg_call *call = arg;
+
+    sleep_ms(auth_delay_ms);
+    sg_call_auth_resume(call); /* a cancelled call is dropped here */
+    bump(&n_auth_resumed);
+    sg_call_unref(call);
+    return NULL;
+}
+
+/* Defers every call and resumes it from another thread, as a hook that
+   waits for a remote check does. */
+static int deferring_auth(void *opaque, struct sg_call *call, bool handled)
+{
+    (void)opaque;
+    (void)handled;
+    sg_call_ref(call);
+    if (spawn(resume_thread, call) < 0) {
+        sg_call_unref(call);
+        sg_call_finish(call, GRPC_STATUS_INTERNAL, "no helper thread");
+        return -1;
+    }
+    bump(&n_auth_deferred);
+    return 1;
+}
+
 /* The loop thread: it creates, starts and (through stop_cb) shuts down. */
 static void loop_thread(void *arg)
 {
@@ -432,6 +467,8 @@ static void loop_thread(void *arg)
     bool ok = false;
 
     fx->srv = sg_server_new(fx->cfg, test_services, &fx->loop, &err);
+    if (fx->srv && fixture_auth)
+        sg_server_set_auth(fx->srv, fixture_auth, NULL);
     if (fx->srv && sg_server_start(fx->srv, &err) == 0)
         ok = true;
     else
@@ -880,6 +917,61 @@ START_TEST(test_client_cancel)
     ck_assert_msg(wait_count(&n_cancelled, 1, PROMPT_MS),
                   "Hang's on_cancel did not run");
     rpc_free(&r);
+    fixture_stop(&fx, 5000 + PROMPT_MS);
+}
+END_TEST
+
+/* A deferred call goes on from the resuming thread: the handler runs and
+   answers, unary and streaming alike. */
+START_TEST(test_auth_deferred_resumes)
+{
+    struct fixture fx;
+    grpc_channel *ch;
+    struct rpc r;
+
+    fixture_auth = deferring_auth;
+    auth_delay_ms = 100;
+    ch = fixture_start(&fx, 60000, 5000);
+    rpc_run_text(&r, ch, "/test.v1.Test/Echo", "hello", -1, PROMPT_MS);
+    ASSERT_CODE(&r, GRPC_STATUS_OK);
+    assert_msg_text(&r, 0, "hello");
+    ck_assert_double_ge(rpc_elapsed_ms(&r), 90);
+    rpc_free(&r);
+    rpc_run_text(&r, ch, "/test.v1.Test/Stream", "", -1, PROMPT_MS);
+    ASSERT_CODE(&r, GRPC_STATUS_OK);
+    ck_assert_uint_eq(r.n_msgs, STREAM_COUNT);
+    rpc_free(&r);
+    rpc_run_text(&r, ch, "/test.v1.Test/Unbuilt", "", -1, PROMPT_MS);
+    ASSERT_CODE(&r, GRPC_STATUS_UNIMPLEMENTED);
+    rpc_free(&r);
+    ck_assert_int_eq(count_of(&n_auth_deferred), 3);
+    ck_assert(wait_count(&n_auth_resumed, 3, PROMPT_MS));
+    join_helpers();
+    fixture_stop(&fx, 5000 + PROMPT_MS);
+}
+END_TEST
+
+/* A call cancelled while its authentication waits never reaches its
+   handler, not even its on_cancel. */
+START_TEST(test_auth_deferred_cancelled)
+{
+    struct fixture fx;
+    grpc_channel *ch;
+    struct rpc r;
+
+    fixture_auth = deferring_auth;
+    auth_delay_ms = 300;
+    ch = fixture_start(&fx, 60000, 5000);
+    rpc_start_text(&r, ch, "/test.v1.Test/Hang", "", -1);
+    ck_assert(wait_count(&n_auth_deferred, 1, PROMPT_MS));
+    grpc_call_cancel(r.call, NULL);
+    ck_assert(rpc_wait(&r, PROMPT_MS));
+    ASSERT_CODE(&r, GRPC_STATUS_CANCELLED);
+    ck_assert(wait_count(&n_auth_resumed, 1, PROMPT_MS));
+    ck_assert_int_eq(count_of(&n_hang_started), 0);
+    ck_assert_int_eq(count_of(&n_cancelled), 0);
+    rpc_free(&r);
+    join_helpers();
     fixture_stop(&fx, 5000 + PROMPT_MS);
 }
 END_TEST
@@ -1409,6 +1501,8 @@ static Suite *server_suite(void)
     tcase_add_test(deadlines, test_client_deadline_wins);
     tcase_add_test(deadlines, test_client_deadline_longer_than_default);
     tcase_add_test(deadlines, test_client_cancel);
+    tcase_add_test(deadlines, test_auth_deferred_resumes);
+    tcase_add_test(deadlines, test_auth_deferred_cancelled);
     suite_add_tcase(s, deadlines);
 
     tcase_set_timeout(shutdown, 60);
