@@ -714,9 +714,13 @@ static int load_quantities(struct ctx *c, json_t *obj, const char *path,
     const char *key;
     json_t *v;
     char sub[PATH_MAX_LEN];
+    /* The field path whole, never cut like a message's: an authorizer
+       matches it (a qualified name is at most 317 bytes). */
+    char field[sizeof("resources.requests.") + 320];
     char msg[128];
     struct k8s_quantity *q;
     size_t n = 0;
+    int len;
 
     if (!json_is_object(obj))
         return fail(c, path, "expected an object");
@@ -757,7 +761,10 @@ static int load_quantities(struct ctx *c, json_t *obj, const char *path,
         if (q[n - 1].name == NULL || q[n - 1].text == NULL)
             return nomem(c);
         q[n - 1].value = STREQ(key, "cpu") ? millis : (millis + 999) / 1000;
-        if (add_field(c, sub) < 0)
+        len = snprintf(field, sizeof(field), "%s.%s", path, key);
+        if (len < 0 || (size_t)len >= sizeof(field))
+            return fail(c, sub, "resource name too long");
+        if (add_field(c, field) < 0)
             return -1;
     }
     return 0;

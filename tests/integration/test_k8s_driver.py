@@ -79,9 +79,14 @@ class StandIn:
     def clear_faults(self):
         return self.admin('DELETE', '/faults')
 
-    def requests(self):
-        out = self.admin('GET', '/requests')
+    def requests(self, since=0):
+        """The request log, from the entry after seq since on."""
+        out = self.admin('GET', '/requests?since=%d' % since if since else '/requests')
         return out.get('requests', out) if isinstance(out, dict) else out
+
+    def last_seq(self):
+        """The seq of the newest request logged (0 for none)."""
+        return self.admin('GET', '/requests?since=%d' % (1 << 62)).get('last') or 0
 
     def namespace(self, ns):
         """Create a namespace through the API itself, as a platform would."""
@@ -115,7 +120,8 @@ def reasons(sb):
 
 
 def writes(reqs, resource='sandboxes'):
-    return [r for r in reqs if r.get('resource') == resource
+    """The requests that write, to resource (None: to any resource)."""
+    return [r for r in reqs if resource in (None, r.get('resource'))
             and r.get('method') in ('POST', 'PUT', 'PATCH', 'DELETE')]
 
 
@@ -148,7 +154,7 @@ class K8sSchemaTest(DaemonTestCase):
         cls.daemon = cls.start_class_daemon(config=driver_config(kc))
 
     def setUp(self):
-        self.c = Client(self.channel(self.daemon.address))
+        self.c = Client(self.admin_channel(self.daemon))
 
     CASES = [
         ({'nmespace': 'x'}, 'kubernetes.nmespace: unknown key'),
@@ -168,8 +174,8 @@ class K8sSchemaTest(DaemonTestCase):
         ({'imagePullSecrets': 'x'}, 'kubernetes.imagePullSecrets: expected an array'),
         ({'agentSandbox': {'allocation': 'Pod'}},
          "kubernetes.agentSandbox.allocation: 'Pod' is not Sandbox or SandboxClaim"),
-        ({'agentSandbox': {'allocation': 'SandboxClaim', 'warmPool': 'p'}},
-         'kubernetes.agentSandbox.allocation: SandboxClaim is not implemented yet'),
+        ({'agentSandbox': {'allocation': 'SandboxClaim'}},
+         'kubernetes.agentSandbox.warmPool: required with allocation SandboxClaim'),
     ]
 
     def test_every_schema_error_is_invalid_argument_naming_the_path(self):
@@ -195,7 +201,7 @@ class K8sDriverTest(DaemonTestCase):
 
     def gateway(self, **extra):
         d = self.start_daemon(config=driver_config(self.api.kubeconfig, **extra))
-        return d, Client(self.channel(d.address))
+        return d, Client(self.admin_channel(d))
 
     def wait_gone(self, ns, sid):
         deadline = time.monotonic() + env.scaled(20)
@@ -238,6 +244,18 @@ class K8sDriverTest(DaemonTestCase):
         w = writes(self.api.requests())
         self.assertEqual(len([r for r in w if r['method'] == 'POST']), 2)
         self.assertEqual(len([r for r in w if r['method'] == 'DELETE']), 2)
+
+    def test_sandbox_claim_is_unimplemented_and_writes_nothing(self):
+        _, c = self.gateway()
+        before = self.api.last_seq()
+        nm = name()
+        e = self.assertRpcCode(grpc.StatusCode.UNIMPLEMENTED, c.create,
+                               body(nm, {'agentSandbox': {'allocation': 'SandboxClaim',
+                                                          'warmPool': 'p'}}))
+        self.assertIn('kubernetes.agentSandbox.allocation: SandboxClaim is not implemented yet',
+                      e.details())
+        self.assertEqual(writes(self.api.requests(since=before), resource=None), [])
+        self.assertEqual([s.id for s in c.list_all() if s.name == nm], [])
 
     def test_failure_reason_is_mapped(self):
         self.api.config(crash_image='crashme')
@@ -286,7 +304,7 @@ class K8sDriverTest(DaemonTestCase):
             c.wait_phase(sid, ('PROVISIONING',))
         d.stop()
         d.start()
-        c = Client(self.channel(d.address))
+        c = Client(self.admin_channel(d))
         for sid in ids:
             got = c.wait_phase(sid, ('READY', 'FAILED'), timeout=env.scaled(30))
             self.assertEqual(phase_name(got), 'READY', got.status.message)

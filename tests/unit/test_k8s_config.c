@@ -478,6 +478,89 @@ START_TEST(test_describe)
 }
 END_TEST
 
+/* A resource name longer than the 64 bytes a message quotes. */
+#define LONG_RESOURCE \
+    "accelerators.vendor-with-a-long-name.example.com/gpu-model-a100-80gb"
+
+/* Every fact of a block that sets each kind once, against the settings'
+   fallback namespace; sizes from a request only, a limit only, and the
+   larger of both in other units. */
+START_TEST(test_describe_every_fact)
+{
+    struct k8s_settings s;
+    struct k8s_block b;
+    struct sg_driver_placement p = {0};
+    struct sg_error err = SG_ERROR_INIT;
+    static const char *const fields[] = {
+        "nodeSelector", "resources.limits." LONG_RESOURCE,
+        "resources.limits.cpu", "resources.requests.memory", "tolerations",
+    };
+
+    ck_assert_int_eq(k8s_settings_load("{\"in_cluster\": true}", &s, &err), 0);
+    ck_assert_int_eq(
+        k8s_block_load("{\"tolerations\": [{\"key\": \"b\", \"operator\":"
+                       " \"Exists\"}, {\"operator\": \"Exists\"}, {\"key\":"
+                       " \"a\", \"operator\": \"Exists\"}],"
+                       " \"nodeSelector\": {\"z\": \"1\", \"a\": \"\"},"
+                       " \"resources\": {\"requests\": {\"memory\": \"1500Mi\"},"
+                       " \"limits\": {\"cpu\": 0.25, \"" LONG_RESOURCE
+                       "\": 1}}}",
+                       &b, &err),
+        0);
+    ck_assert_int_eq(k8s_block_describe(&b, &s, t_alloc, t_strdup, &p), 0);
+    ck_assert_str_eq(p.namespace_name, "default");
+    ck_assert_ptr_null(p.service_account);
+    ck_assert_ptr_null(p.runtime_class);
+    ck_assert_str_eq(p.allocation_mode, "Sandbox");
+    ck_assert_ptr_null(p.template_name);
+    ck_assert_ptr_null(p.warm_pool);
+    ck_assert_uint_eq(p.n_fields, SG_N_ELEMENTS(fields));
+    for (size_t i = 0; i < SG_N_ELEMENTS(fields); i++)
+        ck_assert_str_eq(p.fields[i], fields[i]);
+    ck_assert_uint_eq(p.n_node_selector, 2);
+    ck_assert_str_eq(p.node_selector_keys[0], "a");
+    ck_assert_str_eq(p.node_selector_values[0], "");
+    ck_assert_str_eq(p.node_selector_keys[1], "z");
+    ck_assert_str_eq(p.node_selector_values[1], "1");
+    ck_assert_uint_eq(p.n_toleration_keys, 3);
+    ck_assert_str_eq(p.toleration_keys[0], "");
+    ck_assert_str_eq(p.toleration_keys[1], "a");
+    ck_assert_str_eq(p.toleration_keys[2], "b");
+    ck_assert_uint_eq(p.cpu_millis, 250);                      /* limit only */
+    ck_assert_uint_eq(p.memory_bytes, UINT64_C(1500) << 20);   /* request only */
+    placement_clear(&p);
+    k8s_block_clear(&b);
+
+    /* The larger of request and limit, whichever unit each is in. */
+    ck_assert_int_eq(
+        k8s_block_load("{\"resources\": {\"requests\": {\"cpu\": \"1\","
+                       " \"memory\": \"1G\"}, \"limits\": {\"cpu\": \"1500m\","
+                       " \"memory\": \"1Gi\"}}}",
+                       &b, &err),
+        0);
+    ck_assert_int_eq(k8s_block_describe(&b, &s, t_alloc, t_strdup, &p), 0);
+    ck_assert_uint_eq(p.cpu_millis, 1500);
+    ck_assert_uint_eq(p.memory_bytes, UINT64_C(1) << 30);
+    ck_assert_uint_eq(p.n_fields, 4);
+    ck_assert_uint_eq(p.n_node_selector, 0);
+    ck_assert_uint_eq(p.n_toleration_keys, 0);
+    placement_clear(&p);
+    k8s_block_clear(&b);
+
+    /* Nothing set: the namespace and the allocation mode, nothing else. */
+    ck_assert_int_eq(k8s_block_load("{}", &b, &err), 0);
+    ck_assert_int_eq(k8s_block_describe(&b, &s, t_alloc, t_strdup, &p), 0);
+    ck_assert_str_eq(p.namespace_name, "default");
+    ck_assert_str_eq(p.allocation_mode, "Sandbox");
+    ck_assert_uint_eq(p.n_fields, 0);
+    ck_assert_uint_eq(p.cpu_millis, 0);
+    ck_assert_uint_eq(p.memory_bytes, 0);
+    placement_clear(&p);
+    k8s_block_clear(&b);
+    k8s_settings_clear(&s);
+}
+END_TEST
+
 /* ---- objects ---- */
 
 START_TEST(test_object_name)
@@ -734,6 +817,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, test_quantity, 0, SG_N_ELEMENTS(quantities));
     tcase_add_test(tc, test_validators);
     tcase_add_test(tc, test_describe);
+    tcase_add_test(tc, test_describe_every_fact);
     suite_add_tcase(s, tc);
     tc = tcase_create("objects");
     tcase_add_test(tc, test_object_name);
