@@ -248,7 +248,9 @@ static void write_change(struct item *it, const struct sg_sandbox_row *row,
         atomic_fetch_add(&rec->writes, 1);
         SG_DEBUG("sandbox %s: %s -> %s (%s)", it->id,
                  sg_phase_name(row->phase), sg_phase_name(chg->phase),
-                 chg->reason ? chg->reason : "");
+                 chg->pending_reason ? chg->pending_reason
+                 : chg->reason       ? chg->reason
+                                     : "");
     } else {
         if (wd->id)
             backoff(it, err.message);
@@ -381,6 +383,50 @@ static void row_backend(const struct sg_sandbox_row *row, char *out,
         sandgate__v1__sandbox__free_unpacked(sb, NULL);
 }
 
+/* What a row shows about the sandbox's progress: the Ready condition's
+   reason and status.message. */
+struct shown {
+    char reason[128];
+    char message[1024];
+};
+
+static void row_shows(const struct sg_sandbox_row *row, char *backend,
+                      size_t size, struct shown *out)
+{
+    Sandgate__V1__Sandbox *sb = sg_record_unpack(row, NULL);
+    const Sandgate__V1__SandboxStatus *st = sb ? sb->status : NULL;
+    const char *reason = "";
+
+    for (size_t i = 0; st && i < st->n_conditions; i++) {
+        const Sandgate__V1__Condition *c = st->conditions[i];
+
+        if (c->type && STREQ(c->type, "Ready") && c->reason)
+            reason = c->reason;
+    }
+    snprintf(backend, size, "%s",
+             st && st->backend_object ? st->backend_object : "");
+    snprintf(out->reason, sizeof(out->reason), "%s", reason);
+    snprintf(out->message, sizeof(out->message), "%s",
+             st && st->message ? st->message : "");
+    if (sb)
+        sandgate__v1__sandbox__free_unpacked(sb, NULL);
+}
+
+/*
+ * Whether the driver's last report is a PENDING one with news for a row
+ * that shows reason and message: another reason, or a message (when it
+ * has one) that differs. An identical report writes nothing, so the
+ * steady state of a sandbox stuck in provisioning costs no writes.
+ */
+static bool pending_news(const struct obs *o, const char *reason,
+                         const char *message)
+{
+    if (!o->have || o->state != SG_DRIVER_STATE_PENDING || !o->reason[0])
+        return false;
+    return STRNEQ(o->reason, reason) ||
+           (o->message[0] && STRNEQ(o->message, message));
+}
+
 /*
  * What the driver's last report means for the row: the phase it leads to
  * and the final event, reason and message. Returns false while the object
@@ -426,6 +472,7 @@ static void step_create(struct item *it, const struct sg_sandbox_row *row)
 {
     struct sg_record_change chg = {.phase = SG_PHASE_PROVISIONING};
     struct sg_record_change seen;
+    struct shown shown;
     char backend[256], fallback[320];
     size_t n = 0;
 
@@ -433,7 +480,7 @@ static void step_create(struct item *it, const struct sg_sandbox_row *row)
         driver_create(it, row);
         return;
     }
-    row_backend(row, backend, sizeof(backend));
+    row_shows(row, backend, sizeof(backend), &shown);
     if (row->phase == SG_PHASE_ACCEPTED)
         chg.events[n++] = SG_EVENT_ALLOCATION_STARTED;
     if (!*backend) {
@@ -450,10 +497,19 @@ static void step_create(struct item *it, const struct sg_sandbox_row *row)
         chg.reason = seen.reason;
         chg.message = seen.message;
         chg.set_ready_time = seen.set_ready_time;
+    } else if (pending_news(&it->obs,
+                            row->phase != chg.phase
+                                ? (chg.reason ? chg.reason : "")
+                                : shown.reason,
+                            chg.message ? chg.message : shown.message)) {
+        /* Why it is not ready yet (e.g. Unschedulable), in the same write
+           as the events when there are any, else alone and without one. */
+        chg.pending_reason = it->obs.reason;
+        chg.pending_message = it->obs.message;
     }
-    if (n > 0)
+    if (n > 0 || chg.pending_reason)
         write_change(it, row, &chg);
-    /* else still PENDING: the watch will report */
+    /* else still PENDING with nothing new: the watch will report */
 }
 
 static void step_row(struct item *it, const struct sg_sandbox_row *row)

@@ -9,7 +9,10 @@
  *
  *   ACCEPTED      -> PROVISIONING   (event ALLOCATION_STARTED)
  *   PROVISIONING  driver create     (event RESOURCE_CREATED)
- *                 -> READY / FAILED as the driver reports
+ *                 -> READY / FAILED as the driver reports; a PENDING
+ *                 report with a new reason or message (Unschedulable,
+ *                 an image pull error) goes into the Ready condition
+ *                 and status.message, without an event
  *   READY         -> FAILED when the backend stops or is lost
  *   any, TTL past -> DELETING       (event EXPIRED)
  *   DELETING      driver remove -> DELETED (event DELETED)

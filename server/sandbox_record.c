@@ -137,6 +137,16 @@ static void ready_condition(enum sg_phase phase, const char *reason,
     c->last_transition_time = when;
 }
 
+static const Sandgate__V1__Condition *
+find_condition(const Sandgate__V1__SandboxStatus *st, const char *type)
+{
+    for (size_t i = 0; i < st->n_conditions; i++) {
+        if (st->conditions[i]->type && STREQ(st->conditions[i]->type, type))
+            return st->conditions[i];
+    }
+    return NULL;
+}
+
 /*
  * Stack storage for the parts of a Sandbox that a change replaces. The
  * unpacked message borrows them while it is packed, then gets its own
@@ -169,9 +179,20 @@ static void swap_in(Sandgate__V1__Sandbox *sb, struct replaced *r,
         r->ready_time = r->now;
         r->status.ready_time = &r->ready_time;
     }
-    if (chg->phase != (enum sg_phase)old->phase) {
-        ready_condition(chg->phase, chg->reason ? chg->reason : "",
+    if (chg->pending_reason && chg->pending_message && *chg->pending_message)
+        r->status.message = (char *)chg->pending_message;
+    if (chg->phase != (enum sg_phase)old->phase || chg->pending_reason) {
+        const Sandgate__V1__Condition *prev = find_condition(old, "Ready");
+
+        ready_condition(chg->phase,
+                        chg->pending_reason ? chg->pending_reason
+                        : chg->reason       ? chg->reason
+                                            : "",
                         r->status.message, &r->now, &r->cond);
+        /* Only the reason changed: the status did not transition. */
+        if (chg->phase == (enum sg_phase)old->phase && prev &&
+            prev->status == r->cond.status && prev->last_transition_time)
+            r->cond.last_transition_time = prev->last_transition_time;
         r->conds[0] = &r->cond;
         r->status.conditions = r->conds;
         r->status.n_conditions = 1;

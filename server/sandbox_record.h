@@ -78,6 +78,15 @@ struct sg_record_change {
     const char *backend_object;
     bool set_ready_time;
     bool set_delete_time;
+    /*
+     * Not ready yet, and the driver says why (a PENDING report's reason
+     * and message, e.g. "Unschedulable"): the Ready condition (status
+     * Unknown) takes them even if the phase does not change, and
+     * status.message takes a non-empty pending_message. The events keep
+     * reason and message. NULL: nothing pending to record.
+     */
+    const char *pending_reason;
+    const char *pending_message;
 };
 
 /*

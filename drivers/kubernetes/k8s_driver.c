@@ -22,6 +22,7 @@
 #include "error.h"
 #include "k8s_client.h"
 #include "k8s_config.h"
+#include "k8s_events.h"
 #include "k8s_objects.h"
 #include "strmap.h"
 
@@ -96,6 +97,7 @@ struct kd_driver {
     char *default_ns;
     char *state_dir;
     struct k8s_client *client;
+    struct k8s_events *events; /* pod Events (k8s_events.h) */
     struct sg_strmap *objs;
     struct sg_strmap *unknown_deleted; /* names deleted by delete_unknown */
     struct kd_ns *nss;
@@ -138,6 +140,7 @@ static void notify(struct kd_driver *drv, const struct k8s_observed *o,
     if (drv->watch_cb == NULL || drv->closing)
         return;
     fill_status(o, id, backend, sizeof(backend), &st);
+    k8s_events_overlay(drv->events, &st);
     drv->watch_cb(drv->watch_opaque, &st);
 }
 
@@ -238,6 +241,7 @@ static void op_finish(struct kd_op *op, enum sg_driver_result result,
         st.backend_object = "";
     } else {
         fill_status(o, id, backend, sizeof(backend), &st);
+        k8s_events_overlay(drv->events, &st);
     }
     done(opaque, SG_DRIVER_OK, &st, "");
 }
@@ -508,6 +512,7 @@ static void cache_delete(struct kd_driver *drv, const char *id)
         notify_gone(drv, idc, &obj->o);
         free(obj);
     }
+    k8s_events_forget(drv->events, idc);
     removers_gone(drv, idc);
 }
 
@@ -654,6 +659,10 @@ static void on_list_page(void *opaque, const struct k8s_response *r)
     ns->synced = true;
     ns->phase = NS_IDLE;
     ns_start(ns);
+    /* Pod events name pods: resolvable once the Sandboxes are known. */
+    if (k8s_events_watch_namespace(drv->events, ns->name) < 0)
+        LOG(drv, SG_DRIVER_LOG_WARN, "cannot watch the events of '%s'",
+            ns->name);
     ops_sync_check(drv);
 }
 
@@ -817,6 +826,25 @@ static struct kd_obj *obj_find(struct kd_driver *drv, const char *id)
     return k8s_id_valid(id) ? sg_strmap_get(drv->objs, id) : NULL;
 }
 
+struct pod_search {
+    const char *ns;
+    const char *pod;
+    struct kd_obj *found;
+};
+
+static int pod_search_one(void *opaque, const char *key, void *value)
+{
+    struct pod_search *q = opaque;
+    struct kd_obj *obj = value;
+
+    (void)key;
+    if (STREQ(obj->o.name, q->pod) && STREQ(obj->o.namespace_name, q->ns)) {
+        q->found = obj;
+        return 1;
+    }
+    return 0;
+}
+
 struct collect {
     struct sg_driver_status *items;
     char (*backends)[192];
@@ -854,6 +882,8 @@ static void answer_list(struct kd_op *op)
         return;
     }
     sg_strmap_foreach(drv->objs, collect_obj, &c);
+    for (size_t i = 0; i < c.n; i++)
+        k8s_events_overlay(drv->events, &c.items[i]);
     cb(opaque, SG_DRIVER_OK, c.items, c.n, "");
     free(c.items);
     free(c.backends);
@@ -1143,6 +1173,41 @@ static bool parse_backend(const char *b, char *ns, size_t nsz, char *name,
     return k8s_is_dns_label(ns) && k8s_is_dns_label(name);
 }
 
+/* ---- pod events (k8s_events.h) ---- */
+
+/* The sandbox whose Sandbox ns/pod is (the controller names the pod
+   after it): "sg-<id>" directly, else a search for the 62-byte hashed
+   names of long ids (k8s_object_name). */
+static bool pod_sandbox_id(void *opaque, const char *ns, const char *pod,
+                           char *id)
+{
+    struct kd_driver *drv = opaque;
+    struct kd_obj *obj = STRPREFIX(pod, "sg-") ? obj_find(drv, pod + 3) : NULL;
+    struct pod_search q = {.ns = ns, .pod = pod};
+
+    if (obj != NULL && (STRNEQ(obj->o.name, pod) ||
+                        STRNEQ(obj->o.namespace_name, ns)))
+        obj = NULL;
+    if (obj == NULL && STRPREFIX(pod, "sg-") && strlen(pod) == 62) {
+        sg_strmap_foreach(drv->objs, pod_search_one, &q);
+        obj = q.found;
+    }
+    if (obj == NULL)
+        return false;
+    snprintf(id, 64, "%s", obj->o.id);
+    return true;
+}
+
+/* What is known of a pending sandbox's pod changed: report it again. */
+static void pod_events_changed(void *opaque, const char *id)
+{
+    struct kd_driver *drv = opaque;
+    struct kd_obj *obj = obj_find(drv, id);
+
+    if (obj != NULL && obj->o.state == SG_DRIVER_STATE_PENDING)
+        notify(drv, &obj->o, id);
+}
+
 /* ---- ops ---- */
 
 static int kd_open(void *priv, const struct sg_driver_host *host,
@@ -1168,6 +1233,12 @@ static int kd_open(void *priv, const struct sg_driver_host *host,
     drv->client = k8s_client_new(drv->loop, host, &drv->settings, &ns, &err);
     if (drv->client == NULL)
         goto error;
+    drv->events = k8s_events_new(drv->loop, host, drv->client, &drv->settings,
+                                 pod_sandbox_id, pod_events_changed, drv);
+    if (drv->events == NULL) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto error;
+    }
     if (drv->settings.default_namespace != NULL) {
         free(ns);
         ns = strdup(drv->settings.default_namespace);
@@ -1199,6 +1270,8 @@ static int kd_open(void *priv, const struct sg_driver_host *host,
     *errmsg = host->strdup(err.message);
     sg_error_reset(&err);
     free(ns);
+    k8s_events_close(drv->events);
+    drv->events = NULL;
     k8s_client_close(drv->client);
     drv->client = NULL;
     sg_strmap_free(drv->objs);
@@ -1234,6 +1307,8 @@ static void kd_close(void *priv)
         uv_timer_stop(&ns->timer);
         uv_close((uv_handle_t *)&ns->timer, ns_closed);
     }
+    k8s_events_close(drv->events);
+    drv->events = NULL;
     k8s_client_close(drv->client);
     drv->client = NULL;
     sg_strmap_foreach(drv->objs, free_obj, NULL);

@@ -32,10 +32,11 @@ struct noop_entry {
     struct noop *noop;
     char *id;
     char *backend_object; /* "noop/<id>" */
-    char *message;        /* FAILED: the injected message */
+    char *message;        /* FAILED or PENDING: the injected message */
     enum sg_driver_state state;
     const char *reason; /* static */
     bool timer_started;
+    bool stuck;         /* "pending": never becomes ready */
 };
 
 /* A reported state, owning its strings. */
@@ -123,10 +124,12 @@ static json_t *object_parse(const struct sg_driver_host *host, const char *text,
 
 /*
  * Check a per-sandbox block. On success *fail is the injected message
- * (host-allocated) or NULL. Returns 0, or -1 with *errmsg set.
+ * (host-allocated) or NULL, and *pending says whether it is a "pending"
+ * message rather than a "fail" one. Returns 0, or -1 with *errmsg set.
  */
 static int config_parse(const struct sg_driver_host *host,
-                        const char *config_json, char **fail, char **errmsg)
+                        const char *config_json, char **fail, bool *pending,
+                        char **errmsg)
 {
     json_t *root;
     const char *key;
@@ -134,6 +137,7 @@ static int config_parse(const struct sg_driver_host *host,
     int rc = -1;
 
     *fail = NULL;
+    *pending = false;
     root = object_parse(host, config_json != NULL ? config_json : "{}",
                         NOOP_NAME, errmsg);
     if (root == NULL)
@@ -145,17 +149,26 @@ static int config_parse(const struct sg_driver_host *host,
                 goto cleanup;
             continue;
         }
-        if (!STREQ(key, "fail")) {
+        if (!STREQ(key, "fail") && !STREQ(key, "pending")) {
             *errmsg = msg_new(host, NOOP_NAME ".%s: unknown key", key);
             goto cleanup;
         }
         if (!json_is_string(value) || json_string_length(value) == 0) {
-            *errmsg =
-                msg_new(host, NOOP_NAME ".fail: expected a non-empty string");
+            *errmsg = msg_new(host,
+                              NOOP_NAME ".%s: expected a non-empty string",
+                              key);
             goto cleanup;
         }
     }
+    if (json_object_get(root, "fail") && json_object_get(root, "pending")) {
+        *errmsg = msg_new(host, NOOP_NAME ".pending: not with fail");
+        goto cleanup;
+    }
     value = json_object_get(root, "fail");
+    if (value == NULL) {
+        value = json_object_get(root, "pending");
+        *pending = value != NULL;
+    }
     if (value != NULL) {
         *fail = host->strdup(json_string_value(value));
         if (*fail == NULL) {
@@ -335,7 +348,7 @@ static void deliver(struct noop *p, struct noop_completion *c)
         struct noop_entry *e = sg_strmap_get(p->entries, c->snaps[0].id);
 
         if (e != NULL && e->state == SG_DRIVER_STATE_PENDING &&
-            !e->timer_started) {
+            !e->stuck && !e->timer_started) {
             e->timer_started = true;
             uv_timer_start(&e->timer, on_ready, p->ready_delay_ms, 0);
         }
@@ -470,8 +483,9 @@ static int noop_config_validate(void *priv, const struct sg_driver_sandbox *sb,
 {
     struct noop *p = priv;
     char *fail = NULL;
+    bool pending;
 
-    if (config_parse(p->host, sb->config_json, &fail, errmsg) < 0)
+    if (config_parse(p->host, sb->config_json, &fail, &pending, errmsg) < 0)
         return -1;
     p->host->free(fail);
     return 0;
@@ -493,8 +507,11 @@ static int noop_describe(void *priv, const struct sg_driver_sandbox *sb,
                         NOOP_NAME, errmsg);
     if (root == NULL)
         return -1;
+    /* One of them at most (config_validate refuses both). */
     if (json_object_get(root, "fail") != NULL)
         names[n++] = "fail";
+    else if (json_object_get(root, "pending") != NULL)
+        names[n++] = "pending";
     placement = json_object_get(root, "placement");
     if (placement != NULL) {
         names[n++] = "placement";
@@ -509,7 +526,7 @@ static int noop_describe(void *priv, const struct sg_driver_sandbox *sb,
     for (size_t i = 0; i < n; i++) {
         char path[64];
 
-        /* Sorted: "fail" < "placement" < "placement.<key>". */
+        /* Sorted: "fail" or "pending" < "placement" < "placement.<key>". */
         snprintf(path, sizeof(path), "%s%s",
                  i >= first_sub ? "placement." : "", names[i]);
         out->fields[i] = p->host->strdup(path);
@@ -536,6 +553,7 @@ static int noop_create(void *priv, const struct sg_driver_sandbox *sb,
     struct noop_entry *e = NULL;
     char *fail = NULL;
     char *errmsg = NULL;
+    bool pending = false;
     char backend[sizeof(NOOP_NAME "/") + 64];
 
     if (p->closed)
@@ -559,7 +577,8 @@ static int noop_create(void *priv, const struct sg_driver_sandbox *sb,
         enqueue(p, c);
         return 0;
     }
-    if (config_parse(p->host, sb->config_json, &fail, &errmsg) < 0) {
+    if (config_parse(p->host, sb->config_json, &fail, &pending, &errmsg) <
+        0) {
         completion_free(p->host, c);
         return enqueue_error(p, SG_DRIVER_ERR_INVALID, errmsg, done, opaque);
     }
@@ -575,7 +594,12 @@ static int noop_create(void *priv, const struct sg_driver_sandbox *sb,
     e->backend_object = p->host->strdup(backend);
     if (e->id == NULL || e->backend_object == NULL)
         goto error;
-    if (e->message != NULL) {
+    if (e->message != NULL && pending) {
+        /* Provisioning that never ends, and says why. */
+        e->state = SG_DRIVER_STATE_PENDING;
+        e->reason = "InjectedPending";
+        e->stuck = true;
+    } else if (e->message != NULL) {
         e->state = SG_DRIVER_STATE_FAILED;
         e->reason = "InjectedFailure";
     } else if (p->ready_delay_ms == 0) {

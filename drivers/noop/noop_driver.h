@@ -10,9 +10,13 @@
  * Settings (strict, unknown keys rejected):
  *     {"ready_delay_ms": <integer 0..4294967295, default 0>}
  * Per-sandbox driver_config block (strict):
- *     {"fail": "<non-empty message>", "placement": {...}}, both optional
+ *     {"fail" or "pending": "<non-empty message>", "placement": {...}},
+ *     each optional, "fail" and "pending" not together
  * With "fail", create reports FAILED, reason "InjectedFailure", that
- * message and exit_code -1. "placement" is reported by describe verbatim
+ * message and exit_code -1. With "pending", create reports PENDING,
+ * reason "InjectedPending" and that message, and the sandbox never
+ * becomes ready (a backend stuck in provisioning, for the reconciler's
+ * tests). "placement" is reported by describe verbatim
  * (noop_placement.h), so authorization can be tested on every scope
  * without a cluster.
  *

@@ -107,9 +107,13 @@ static void wait_written(struct written *w)
     ck_assert(w->ok);
 }
 
-/* Store a fresh ACCEPTED sandbox as CreateSandbox would; returns its id. */
-static char *add_sandbox(struct fixture *f, const char *block, uint32_t ttl,
-                         int64_t expire_time)
+/*
+ * Store a fresh ACCEPTED sandbox as CreateSandbox would; returns its id.
+ * With key, its noop block is {key: value}.
+ */
+static char *add_sandbox_block(struct fixture *f, const char *key,
+                               const char *block, uint32_t ttl,
+                               int64_t expire_time)
 {
     Sandgate__V1__Sandbox sb = SANDGATE__V1__SANDBOX__INIT;
     Sandgate__V1__SandboxSpec spec = SANDGATE__V1__SANDBOX_SPEC__INIT;
@@ -145,10 +149,10 @@ static char *add_sandbox(struct fixture *f, const char *block, uint32_t ttl,
         st.expire_time = &exp;
     }
     if (block) {
-        /* {"noop": {"fail": block}} */
+        /* {"noop": {key: block}} */
         msg.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
         msg.string_value = (char *)block;
-        ie.key = "fail";
+        ie.key = (char *)key;
         ie.value = &msg;
         inner.fields = iep;
         inner.n_fields = 1;
@@ -169,6 +173,13 @@ static char *add_sandbox(struct fixture *f, const char *block, uint32_t ttl,
     sg_event_row_clear(&ev);
     sg_sandbox_row_clear(&row);
     return strdup(id);
+}
+
+/* A sandbox whose noop block is {"fail": block} (none when NULL). */
+static char *add_sandbox(struct fixture *f, const char *block, uint32_t ttl,
+                         int64_t expire_time)
+{
+    return add_sandbox_block(f, "fail", block, ttl, expire_time);
 }
 
 static int copy_phase(void *opaque, const struct sg_sandbox_row *row)
@@ -417,6 +428,242 @@ START_TEST(test_resync_finds_what_no_watch_reported)
 }
 END_TEST
 
+/* ---- pending reasons -------------------------------------------------- */
+
+/* What the record of id shows: resource version, Ready condition, message. */
+struct shown {
+    uint64_t rv;
+    enum sg_phase phase;
+    int ready_status;
+    char reason[64];
+    char cond_message[256];
+    char message[256];
+    int64_t transition_ms;
+};
+
+static void shown_of(struct fixture *f, const char *id, struct shown *out)
+{
+    struct sg_sandbox_row *row = NULL;
+    Sandgate__V1__Sandbox *sb;
+
+    memset(out, 0, sizeof(*out));
+    ck_assert_int_eq(sg_store_get_sandbox_copy(f->store, id, &row, NULL), 1);
+    sb = sg_record_unpack(row, NULL);
+    ck_assert_ptr_nonnull(sb);
+    out->rv = row->resource_version;
+    out->phase = row->phase;
+    snprintf(out->message, sizeof(out->message), "%s",
+             sb->status->message ? sb->status->message : "");
+    for (size_t i = 0; i < sb->status->n_conditions; i++) {
+        Sandgate__V1__Condition *c = sb->status->conditions[i];
+
+        if (!STREQ(c->type, "Ready"))
+            continue;
+        out->ready_status = (int)c->status;
+        snprintf(out->reason, sizeof(out->reason), "%s", c->reason);
+        snprintf(out->cond_message, sizeof(out->cond_message), "%s",
+                 c->message);
+        if (c->last_transition_time)
+            out->transition_ms = c->last_transition_time->seconds * 1000 +
+                                 c->last_transition_time->nanos / 1000000;
+    }
+    sandgate__v1__sandbox__free_unpacked(sb, NULL);
+    sg_sandbox_row_free(row);
+}
+
+/* Run the loop until the Ready condition of id has reason (~10 s). */
+static void run_until_reason(struct fixture *f, const char *id,
+                             const char *reason)
+{
+    struct shown sh;
+
+    for (int i = 0; i < 10000; i++) {
+        shown_of(f, id, &sh);
+        if (STREQ(sh.reason, reason))
+            return;
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    ck_abort_msg("sandbox %s shows reason '%s', want '%s'", id, sh.reason,
+                 reason);
+}
+
+/* Run the loop until n more resync passes have completed. */
+static void run_resyncs(struct fixture *f, uint64_t n)
+{
+    struct sg_reconciler_stats st;
+    uint64_t want;
+
+    sg_reconciler_get_stats(f->rec, &st);
+    want = st.resyncs + n;
+    for (int i = 0; i < 20000 && st.resyncs < want; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(500);
+        sg_reconciler_get_stats(f->rec, &st);
+    }
+    ck_assert_uint_ge(st.resyncs, want);
+}
+
+#define STUCK_MESSAGE "0/3 nodes are available: 3 Insufficient cpu."
+
+START_TEST(test_pending_reason_reaches_the_record_once)
+{
+    struct fixture f;
+    static const int want[] = {SG_EVENT_ACCEPTED, SG_EVENT_ALLOCATION_STARTED,
+                               SG_EVENT_RESOURCE_CREATED};
+    struct sg_reconciler_stats st;
+    struct shown first, later;
+    uint64_t writes;
+    char *id;
+
+    setup(&f);
+    f.resync_ms = 50;
+    open_all(&f, NULL);
+    id = add_sandbox_block(&f, "pending", STUCK_MESSAGE, 0, 0);
+    sg_reconciler_kick(f.rec, id);
+    run_until_reason(&f, id, "InjectedPending");
+    shown_of(&f, id, &first);
+    ck_assert_int_eq(first.phase, SG_PHASE_PROVISIONING);
+    ck_assert_int_eq(first.ready_status,
+                     SANDGATE__V1__CONDITION_STATUS__CONDITION_STATUS_UNKNOWN);
+    ck_assert_str_eq(first.message, STUCK_MESSAGE);
+    ck_assert_str_eq(first.cond_message, STUCK_MESSAGE);
+    /* Folded into the write that records the creation: no extra event. */
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+    sg_reconciler_get_stats(f.rec, &st);
+    writes = st.writes;
+    /* Each resync asks the driver again and hears the same: no write. */
+    run_resyncs(&f, 3);
+    shown_of(&f, id, &later);
+    ck_assert_uint_eq(later.rv, first.rv);
+    ck_assert_int_eq(later.phase, SG_PHASE_PROVISIONING);
+    sg_reconciler_get_stats(f.rec, &st);
+    ck_assert_uint_eq(st.writes, writes);
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
+/* Rewrite id's Ready reason and message as an older report would have. */
+static void record_pending(struct fixture *f, const char *id,
+                           const char *reason, const char *message)
+{
+    struct sg_sandbox_row *row = NULL, next;
+    struct sg_event_row ev[SG_RECORD_MAX_EVENTS];
+    size_t n_ev = 99;
+    struct sg_record_change chg = {.phase = SG_PHASE_PROVISIONING,
+                                   .pending_reason = reason,
+                                   .pending_message = message};
+    struct written w = {0};
+
+    ck_assert_int_eq(sg_store_get_sandbox_copy(f->store, id, &row, NULL), 1);
+    ck_assert_int_eq(sg_record_apply(row, &chg, &next, ev, &n_ev, NULL), 0);
+    ck_assert_uint_eq(n_ev, 0);
+    ck_assert_int_eq(sg_store_update_sandbox(f->store, &next,
+                                             row->resource_version, ev, n_ev,
+                                             on_written, &w, NULL), 0);
+    wait_written(&w);
+    sg_sandbox_row_clear(&next);
+    sg_sandbox_row_free(row);
+}
+
+START_TEST(test_pending_change_is_written_without_an_event)
+{
+    struct fixture f;
+    static const int want[] = {SG_EVENT_ACCEPTED, SG_EVENT_ALLOCATION_STARTED,
+                               SG_EVENT_RESOURCE_CREATED};
+    struct sg_reconciler_stats st;
+    struct shown before, older, after;
+    uint64_t writes;
+    char *id;
+
+    setup(&f);
+    f.resync_ms = 50;
+    open_all(&f, NULL);
+    id = add_sandbox_block(&f, "pending", STUCK_MESSAGE, 0, 0);
+    sg_reconciler_kick(f.rec, id);
+    run_until_reason(&f, id, "InjectedPending");
+    shown_of(&f, id, &before);
+    run_resyncs(&f, 1);
+
+    /* The record shows something else than the driver says: the next
+       look writes the driver's reason and message, once, keeping the
+       condition's transition time (its status did not change). */
+    record_pending(&f, id, "Unschedulable", "old news");
+    shown_of(&f, id, &older);
+    ck_assert_str_eq(older.reason, "Unschedulable");
+    ck_assert_str_eq(older.message, "old news");
+    ck_assert_int_eq(older.transition_ms, before.transition_ms);
+    sg_reconciler_get_stats(f.rec, &st);
+    writes = st.writes;
+    sg_reconciler_kick(f.rec, id);
+    run_until_reason(&f, id, "InjectedPending");
+    run_resyncs(&f, 2);
+    shown_of(&f, id, &after);
+    ck_assert_str_eq(after.message, STUCK_MESSAGE);
+    ck_assert_int_eq(after.phase, SG_PHASE_PROVISIONING);
+    ck_assert_int_eq(after.ready_status,
+                     SANDGATE__V1__CONDITION_STATUS__CONDITION_STATUS_UNKNOWN);
+    ck_assert_int_eq(after.transition_ms, before.transition_ms);
+    ck_assert_uint_eq(after.rv, older.rv + 1);
+    sg_reconciler_get_stats(f.rec, &st);
+    ck_assert_uint_eq(st.writes, writes + 1);
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+
+    /* Deleting a stuck sandbox still works. */
+    request_delete(&f, id);
+    run_until(&f, id, SG_PHASE_DELETED);
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_pending_with_an_empty_message_keeps_the_message)
+{
+    struct sg_sandbox_row *row = NULL, next;
+    struct sg_event_row ev[SG_RECORD_MAX_EVENTS];
+    size_t n_ev = 99;
+    struct sg_record_change chg = {.phase = SG_PHASE_PROVISIONING,
+                                   .pending_reason = "Pulling",
+                                   .pending_message = ""};
+    struct fixture f;
+    struct written w = {0};
+    struct shown sh;
+    char *id;
+
+    setup(&f);
+    open_all(&f, "{\"ready_delay_ms\": 3600000}");
+    id = add_sandbox(&f, NULL, 0, 0);
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_PROVISIONING);
+    /* noop's PENDING "Created" with no message is what the record shows
+       already: nothing was written for it. */
+    shown_of(&f, id, &sh);
+    ck_assert_str_eq(sh.reason, "Created");
+    ck_assert_str_eq(sh.message, "backend object created");
+
+    ck_assert_int_eq(sg_store_get_sandbox_copy(f.store, id, &row, NULL), 1);
+    ck_assert_int_eq(sg_record_apply(row, &chg, &next, ev, &n_ev, NULL), 0);
+    ck_assert_uint_eq(n_ev, 0);
+    ck_assert_int_eq(sg_store_update_sandbox(f.store, &next,
+                                             row->resource_version, ev, n_ev,
+                                             on_written, &w, NULL), 0);
+    wait_written(&w);
+    sg_sandbox_row_clear(&next);
+    sg_sandbox_row_free(row);
+    shown_of(&f, id, &sh);
+    ck_assert_str_eq(sh.reason, "Pulling");
+    ck_assert_str_eq(sh.message, "backend object created");
+    ck_assert_int_eq(sh.phase, SG_PHASE_PROVISIONING);
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
 static Suite *reconciler_suite(void)
 {
     Suite *s = suite_create("reconciler");
@@ -429,6 +676,9 @@ static Suite *reconciler_suite(void)
     tcase_add_test(tc, test_resume_pages_through_every_row);
     tcase_add_test(tc, test_ready_sandbox_lost_across_restart);
     tcase_add_test(tc, test_resync_finds_what_no_watch_reported);
+    tcase_add_test(tc, test_pending_reason_reaches_the_record_once);
+    tcase_add_test(tc, test_pending_change_is_written_without_an_event);
+    tcase_add_test(tc, test_pending_with_an_empty_message_keeps_the_message);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,608 @@
+/*
+ * k8s_events.c: the pod-event informers of the kubernetes driver (see
+ * k8s_events.h).
+ *
+ * Each namespace goes LIST (paged) -> WATCH -> WATCH ... like the Sandbox
+ * informers in k8s_driver.c, with the same backoff; a 410 starts a LIST
+ * again. What it keeps is one struct warn per sandbox id, so its memory
+ * follows the number of sandboxes, not the number of events.
+ */
+#include "internal.h"
+
+#include "k8s_events.h"
+
+#include "strmap.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define LOG(ev, lvl, ...) (ev)->host->log((lvl), "kubernetes", __VA_ARGS__)
+#define PATH_BUF 4096
+/* A printf format: %%3D is "=". */
+#define SELECTOR "fieldSelector=involvedObject.kind%%3DPod"
+
+enum ens_phase { ENS_IDLE, ENS_LISTING, ENS_WATCHING, ENS_BACKOFF };
+
+struct ens {
+    struct k8s_events *ev;
+    struct ens *next;
+    char name[64];
+    char rv[32];
+    char *cont;
+    enum ens_phase phase;
+    bool relist;
+    uint32_t failures;
+    struct k8s_call *call;
+    uv_timer_t timer;
+};
+
+/* The latest warning about one sandbox's pod. */
+struct warn {
+    bool active;
+    int64_t time_us; /* of the latest event applied, warning or progress */
+    char reason[K8S_EVENT_REASON_MAX + 1];
+    char message[K8S_EVENT_MESSAGE_MAX + 1];
+};
+
+struct k8s_events {
+    uv_loop_t *loop;
+    const struct sg_driver_host *host;
+    struct k8s_client *client;
+    const struct k8s_settings *settings;
+    k8s_events_resolve_fn resolve;
+    k8s_events_changed_fn changed;
+    void *opaque;
+    struct ens *nss;
+    struct sg_strmap *warns; /* sandbox id -> struct warn */
+    unsigned open_handles;
+    bool closing;
+};
+
+static void ens_start(struct ens *n);
+
+/* ---- time ---- */
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    int64_t era, yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* n decimal digits at *p into *out; advances *p. */
+static bool digits(const char **p, int n, int64_t *out)
+{
+    int64_t v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if ((*p)[i] < '0' || (*p)[i] > '9')
+            return false;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool expect(const char **p, char c)
+{
+    if (**p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+int64_t k8s_events_parse_time(const char *s)
+{
+    const char *p = s;
+    int64_t y, mo, d, h, mi, sec, frac = 0, oh = 0, om = 0, us;
+    int nfrac = 0;
+
+    if (s == NULL || !digits(&p, 4, &y) || !expect(&p, '-') ||
+        !digits(&p, 2, &mo) || !expect(&p, '-') || !digits(&p, 2, &d))
+        return -1;
+    if (!expect(&p, 'T') && !expect(&p, 't'))
+        return -1;
+    if (!digits(&p, 2, &h) || !expect(&p, ':') || !digits(&p, 2, &mi) ||
+        !expect(&p, ':') || !digits(&p, 2, &sec))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+        sec > 60)
+        return -1;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            if (nfrac < 6) {
+                frac = frac * 10 + (*p - '0');
+                nfrac++;
+            }
+            p++;
+        }
+        if (nfrac == 0)
+            return -1;
+        for (; nfrac < 6; nfrac++)
+            frac *= 10;
+    }
+    us = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int64_t sign = *p == '-' ? -1 : 1;
+
+        p++;
+        if (!digits(&p, 2, &oh) || !expect(&p, ':') || !digits(&p, 2, &om))
+            return -1;
+        us -= sign * (oh * 3600 + om * 60);
+    } else {
+        return -1;
+    }
+    if (*p != '\0')
+        return -1;
+    return us * 1000000 + frac;
+}
+
+/* The event's latest time: series.lastObservedTime, lastTimestamp,
+   eventTime, firstTimestamp, metadata.creationTimestamp; -1 if none. */
+static int64_t event_time(json_t *e)
+{
+    const char *cands[] = {
+        json_string_value(json_object_get(json_object_get(e, "series"),
+                                          "lastObservedTime")),
+        json_string_value(json_object_get(e, "lastTimestamp")),
+        json_string_value(json_object_get(e, "eventTime")),
+        json_string_value(json_object_get(e, "firstTimestamp")),
+        json_string_value(json_object_get(json_object_get(e, "metadata"),
+                                          "creationTimestamp")),
+    };
+
+    for (size_t i = 0; i < SG_N_ELEMENTS(cands); i++) {
+        int64_t t = k8s_events_parse_time(cands[i]);
+
+        if (t >= 0)
+            return t;
+    }
+    return -1;
+}
+
+/* ---- what is kept ---- */
+
+/* Copy s into out (size bytes), cut on a UTF-8 character boundary. */
+static void copy_utf8(const char *s, char *out, size_t size)
+{
+    size_t n = strlen(s);
+
+    if (n >= size) {
+        n = size - 1;
+        /* Back up over continuation bytes to a character's start. */
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+/* Normal events that mean the pod got past what a warning reported. */
+static bool is_progress(const char *reason)
+{
+    static const char *const progress[] = {"Scheduled", "Pulled", "Created",
+                                           "Started"};
+
+    for (size_t i = 0; i < SG_N_ELEMENTS(progress); i++) {
+        if (STREQ(reason, progress[i]))
+            return true;
+    }
+    return false;
+}
+
+/* Apply one Event object (from a list or a watch ADDED/MODIFIED). */
+static void apply_event(struct k8s_events *ev, json_t *e)
+{
+    json_t *io = json_object_get(e, "involvedObject");
+    const char *kind = json_string_value(json_object_get(io, "kind"));
+    const char *ns = json_string_value(json_object_get(io, "namespace"));
+    const char *pod = json_string_value(json_object_get(io, "name"));
+    const char *type = json_string_value(json_object_get(e, "type"));
+    const char *reason = json_string_value(json_object_get(e, "reason"));
+    const char *message = json_string_value(json_object_get(e, "message"));
+    bool warning = type != NULL && STREQ(type, "Warning");
+    char id[64];
+    char r[K8S_EVENT_REASON_MAX + 1], m[K8S_EVENT_MESSAGE_MAX + 1];
+    int64_t t;
+    struct warn *w;
+
+    if (kind == NULL || STRNEQ(kind, "Pod") || ns == NULL || pod == NULL ||
+        reason == NULL || reason[0] == '\0')
+        return;
+    if (!warning && !is_progress(reason))
+        return;
+    id[0] = '\0';
+    if (!ev->resolve(ev->opaque, ns, pod, id) || id[0] == '\0')
+        return;
+    t = event_time(e);
+    w = sg_strmap_get(ev->warns, id);
+    if (w == NULL) {
+        if (!warning)
+            return;
+        w = calloc(1, sizeof(*w));
+        if (w == NULL || sg_strmap_put(ev->warns, id, w) < 0) {
+            free(w);
+            return;
+        }
+        w->time_us = -1;
+    }
+    /* Older than what was applied (a re-list, or a late arrival). */
+    if (t >= 0 && t < w->time_us)
+        return;
+    if (t >= 0)
+        w->time_us = t;
+    if (!warning) {
+        if (!w->active)
+            return;
+        w->active = false;
+        ev->changed(ev->opaque, id);
+        return;
+    }
+    copy_utf8(reason, r, sizeof(r));
+    copy_utf8(message != NULL ? message : "", m, sizeof(m));
+    if (w->active && STREQ(w->reason, r) && STREQ(w->message, m))
+        return; /* the same warning again (its count went up) */
+    w->active = true;
+    memcpy(w->reason, r, sizeof(r));
+    memcpy(w->message, m, sizeof(m));
+    ev->changed(ev->opaque, id);
+}
+
+void k8s_events_overlay(const struct k8s_events *ev,
+                        struct sg_driver_status *st)
+{
+    const struct warn *w;
+
+    if (ev == NULL || st->id == NULL || st->state != SG_DRIVER_STATE_PENDING)
+        return;
+    w = sg_strmap_get(ev->warns, st->id);
+    if (w == NULL || !w->active)
+        return;
+    st->reason = w->reason;
+    st->message = w->message;
+}
+
+void k8s_events_forget(struct k8s_events *ev, const char *id)
+{
+    if (ev == NULL)
+        return;
+    free(sg_strmap_remove(ev->warns, id));
+}
+
+/* ---- informers ---- */
+
+static const char *ns_label(const struct ens *n)
+{
+    return n->name[0] != '\0' ? n->name : "*";
+}
+
+static void collection(const struct ens *n, char *out, size_t size)
+{
+    if (n->name[0] == '\0')
+        snprintf(out, size, "/api/v1/events");
+    else
+        snprintf(out, size, "/api/v1/namespaces/%s/events", n->name);
+}
+
+static void ens_retry_cb(uv_timer_t *t)
+{
+    struct ens *n = t->data;
+
+    n->phase = ENS_IDLE;
+    ens_start(n);
+}
+
+static void ens_backoff(struct ens *n, const char *why)
+{
+    struct k8s_events *ev = n->ev;
+    uint64_t ms;
+
+    n->failures++;
+    ms = k8s_backoff_ms(n->failures, ev->settings->retry_base_ms,
+                        ev->settings->retry_max_ms, 0, (uint32_t)random());
+    LOG(ev, n->failures > 3 ? SG_DRIVER_LOG_WARN : SG_DRIVER_LOG_DEBUG,
+        "events of namespace '%s': %s; again in %llu ms", ns_label(n), why,
+        (unsigned long long)ms);
+    n->phase = ENS_BACKOFF;
+    n->call = NULL;
+    uv_timer_start(&n->timer, ens_retry_cb, ms, 0);
+}
+
+/* An HTTP failure's Status reason, for the log. */
+static void status_reason(const struct k8s_response *r, char *out,
+                          size_t size)
+{
+    json_t *j = r->body != NULL ? json_loads(r->body, 0, NULL) : NULL;
+    const char *s = json_string_value(json_object_get(j, "reason"));
+
+    snprintf(out, size, "%s",
+             s != NULL ? s : (r->status == 0 && r->error ? r->error : ""));
+    json_decref(j);
+}
+
+static void ens_list_page(struct ens *n);
+
+static void on_list_page(void *opaque, const struct k8s_response *r)
+{
+    struct ens *n = opaque;
+    struct k8s_events *ev = n->ev;
+    json_t *j = NULL;
+    json_t *items, *meta, *item;
+    const char *cont, *rv;
+    char reason[64], why[160];
+    size_t i;
+
+    n->call = NULL;
+    if (r->status != 200) {
+        if (r->status == 410) {
+            free(n->cont); /* an expired continue token: start over */
+            n->cont = NULL;
+        }
+        status_reason(r, reason, sizeof(reason));
+        snprintf(why, sizeof(why), "list: HTTP %ld %s", r->status, reason);
+        ens_backoff(n, why);
+        return;
+    }
+    j = json_loads(r->body, 0, NULL);
+    items = json_object_get(j, "items");
+    meta = json_object_get(j, "metadata");
+    if (j == NULL || !json_is_array(items)) {
+        json_decref(j);
+        ens_backoff(n, "list: not an EventList");
+        return;
+    }
+    json_array_foreach(items, i, item)
+    {
+        if (ev->closing)
+            break;
+        apply_event(ev, item);
+    }
+    cont = json_string_value(json_object_get(meta, "continue"));
+    free(n->cont);
+    n->cont = cont != NULL && cont[0] != '\0' ? strdup(cont) : NULL;
+    rv = json_string_value(json_object_get(meta, "resourceVersion"));
+    if (n->cont == NULL)
+        snprintf(n->rv, sizeof(n->rv), "%s", rv != NULL ? rv : "");
+    json_decref(j);
+    if (ev->closing)
+        return;
+    if (n->cont != NULL) {
+        ens_list_page(n);
+        return;
+    }
+    n->relist = false;
+    n->failures = 0;
+    n->phase = ENS_IDLE;
+    ens_start(n);
+}
+
+static void ens_list_page(struct ens *n)
+{
+    struct k8s_events *ev = n->ev;
+    char coll[128], path[PATH_BUF];
+    struct k8s_request req = {.method = "GET", .path = path};
+
+    collection(n, coll, sizeof(coll));
+    if (n->cont != NULL) {
+        char esc[2048];
+
+        k8s_query_escape(n->cont, esc, sizeof(esc));
+        snprintf(path, sizeof(path), "%s?" SELECTOR "&limit=%u&continue=%s",
+                 coll, ev->settings->list_page_size, esc);
+    } else {
+        snprintf(path, sizeof(path), "%s?" SELECTOR "&limit=%u", coll,
+                 ev->settings->list_page_size);
+    }
+    n->phase = ENS_LISTING;
+    n->call = k8s_client_start(ev->client, &req, on_list_page, n);
+    if (n->call == NULL)
+        ens_backoff(n, "cannot start a list");
+}
+
+static bool on_watch_line(void *opaque, const char *line, size_t len)
+{
+    struct ens *n = opaque;
+    struct k8s_events *ev = n->ev;
+    json_t *e = json_loadb(line, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(e, "type"));
+    json_t *obj = json_object_get(e, "object");
+    const char *rv = json_string_value(
+        json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+
+    if (e == NULL || type == NULL) {
+        json_decref(e);
+        LOG(ev, SG_DRIVER_LOG_WARN, "events watch: an event that is not JSON");
+        return true;
+    }
+    if (STREQ(type, "ERROR")) {
+        json_t *code = json_object_get(obj, "code");
+
+        if (json_is_integer(code) && json_integer_value(code) == 410) {
+            LOG(ev, SG_DRIVER_LOG_INFO,
+                "events watch of '%s' expired (410); listing again",
+                ns_label(n));
+            n->relist = true;
+        } else {
+            n->failures++;
+        }
+        json_decref(e);
+        return true; /* the server closes the stream after an ERROR */
+    }
+    if (rv != NULL && rv[0] != '\0')
+        snprintf(n->rv, sizeof(n->rv), "%s", rv);
+    /* DELETED: an expired Event says nothing new about the pod. */
+    if (STREQ(type, "ADDED") || STREQ(type, "MODIFIED"))
+        apply_event(ev, obj);
+    json_decref(e);
+    n->failures = 0;
+    return !ev->closing;
+}
+
+static void on_watch_end(void *opaque, const struct k8s_response *r)
+{
+    struct ens *n = opaque;
+    char reason[64], why[160];
+
+    n->call = NULL;
+    n->phase = ENS_IDLE;
+    if (r->status == 410)
+        n->relist = true;
+    if (n->relist || (r->status == 200 && r->error == NULL &&
+                      n->failures == 0)) {
+        /* 410: list again; a clean end (timeoutSeconds): resume. */
+        ens_start(n);
+        return;
+    }
+    status_reason(r, reason, sizeof(reason));
+    snprintf(why, sizeof(why), "watch ended: HTTP %ld %s", r->status, reason);
+    ens_backoff(n, why);
+}
+
+static void ens_watch(struct ens *n)
+{
+    struct k8s_events *ev = n->ev;
+    char coll[128], path[PATH_BUF];
+    struct k8s_request req = {
+        .method = "GET",
+        .path = path,
+        .on_line = on_watch_line,
+        /* The server ends the stream first; this catches a dead one. */
+        .timeout_ms = (ev->settings->watch_timeout_seconds + 30) * 1000,
+    };
+
+    collection(n, coll, sizeof(coll));
+    snprintf(path, sizeof(path),
+             "%s?" SELECTOR "&watch=1&allowWatchBookmarks=true"
+             "&resourceVersion=%s&timeoutSeconds=%u",
+             coll, n->rv, ev->settings->watch_timeout_seconds);
+    n->phase = ENS_WATCHING;
+    n->call = k8s_client_start(ev->client, &req, on_watch_end, n);
+    if (n->call == NULL)
+        ens_backoff(n, "cannot start a watch");
+}
+
+static void ens_start(struct ens *n)
+{
+    if (n->ev->closing || n->phase != ENS_IDLE)
+        return;
+    if (n->relist || n->rv[0] == '\0') {
+        free(n->cont);
+        n->cont = NULL;
+        ens_list_page(n);
+    } else {
+        ens_watch(n);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+struct k8s_events *k8s_events_new(uv_loop_t *loop,
+                                  const struct sg_driver_host *host,
+                                  struct k8s_client *client,
+                                  const struct k8s_settings *settings,
+                                  k8s_events_resolve_fn resolve,
+                                  k8s_events_changed_fn changed, void *opaque)
+{
+    struct k8s_events *ev = calloc(1, sizeof(*ev));
+
+    if (ev == NULL)
+        return NULL;
+    ev->warns = sg_strmap_new();
+    if (ev->warns == NULL) {
+        free(ev);
+        return NULL;
+    }
+    ev->loop = loop;
+    ev->host = host;
+    ev->client = client;
+    ev->settings = settings;
+    ev->resolve = resolve;
+    ev->changed = changed;
+    ev->opaque = opaque;
+    return ev;
+}
+
+int k8s_events_watch_namespace(struct k8s_events *ev, const char *ns)
+{
+    struct ens *n;
+
+    if (ev == NULL || ev->closing)
+        return -1;
+    for (n = ev->nss; n != NULL; n = n->next) {
+        if (STREQ(n->name, ns))
+            return 0;
+    }
+    n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return -1;
+    if (uv_timer_init(ev->loop, &n->timer) < 0) {
+        free(n);
+        return -1;
+    }
+    n->timer.data = n;
+    n->ev = ev;
+    n->relist = true;
+    snprintf(n->name, sizeof(n->name), "%s", ns);
+    n->next = ev->nss;
+    ev->nss = n;
+    ev->open_handles++;
+    ens_start(n);
+    return 0;
+}
+
+static int free_warn(void *opaque, const char *key, void *value)
+{
+    (void)opaque;
+    (void)key;
+    free(value);
+    return 0;
+}
+
+static void ev_free(struct k8s_events *ev)
+{
+    sg_strmap_foreach(ev->warns, free_warn, NULL);
+    sg_strmap_free(ev->warns);
+    free(ev);
+}
+
+static void ens_closed(uv_handle_t *h)
+{
+    struct ens *n = h->data;
+    struct k8s_events *ev = n->ev;
+
+    free(n->cont);
+    free(n);
+    if (--ev->open_handles == 0)
+        ev_free(ev);
+}
+
+void k8s_events_close(struct k8s_events *ev)
+{
+    if (ev == NULL || ev->closing)
+        return;
+    ev->closing = true;
+    if (ev->nss == NULL) {
+        ev_free(ev);
+        return;
+    }
+    while (ev->nss != NULL) {
+        struct ens *n = ev->nss;
+
+        ev->nss = n->next;
+        k8s_call_cancel(n->call);
+        n->call = NULL;
+        uv_timer_stop(&n->timer);
+        uv_close((uv_handle_t *)&n->timer, ens_closed);
+    }
+}
