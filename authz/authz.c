@@ -10,6 +10,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "peer.h"
+#include "token_review.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +86,9 @@ struct sg_authz {
 
     pthread_rwlock_t lock;              /* guards state */
     struct authz_state *state;
+
+    uv_loop_t *loop;
+    struct sg_token_review *review;     /* NULL: no token_review yet */
 };
 
 static void state_free(struct authz_state *st)
@@ -328,6 +332,28 @@ static char *detect_namespace(const char *configured)
     return env && *env ? strdup(env) : NULL;
 }
 
+/* Start the TokenReview client for the first policy that asks for one. */
+static int start_review(struct sg_authz *a, const struct sg_policy *policy,
+                        struct sg_error *err)
+{
+    const struct sg_policy_token_review *cfg = sg_policy_token_review(policy);
+
+    if (!cfg || a->review)
+        return 0;
+    if (!a->loop) {
+        sg_error_report(err, SG_ERR_CONFIG, "authentication.token_review: "
+                        "needs the gateway's event loop");
+        return -1;
+    }
+    a->review = sg_token_review_new(a->loop, cfg, err);
+    if (!a->review)
+        return -1;
+    SG_INFO("token review: %s, cache %us, negative cache %us",
+            cfg->in_cluster ? "in-cluster credentials" : cfg->kubeconfig,
+            cfg->cache_ttl_s, cfg->negative_cache_ttl_s);
+    return 0;
+}
+
 static void log_loaded(const struct authz_state *st, const char *what)
 {
     SG_INFO("%s: policy %s, %zu JWT issuer(s), %zu static token(s)", what,
@@ -365,8 +391,9 @@ struct sg_authz *sg_authz_new(const struct sg_authz_config *cfg,
     policy = load_policy(cfg, err);
     if (!policy)
         goto error;
+    a->loop = cfg->loop;
     a->state = state_new(policy, err);
-    if (!a->state)
+    if (!a->state || start_review(a, a->state->policy, err) < 0)
         goto error;
     if (a->state->verifier &&
         !sg_jwt_verifier_wait_ready(a->state->verifier, JWKS_START_WAIT_MS))
@@ -392,6 +419,7 @@ void sg_authz_free(struct sg_authz *a)
 {
     if (!a)
         return;
+    sg_token_review_close(a->review);
     state_free(a->state);
     sg_audit_close(a->audit);
     sg_peer_cache_free(a->peers);
@@ -420,6 +448,10 @@ int sg_authz_reload(struct sg_authz *a, struct sg_error *err)
     st = state_new(policy, err);
     if (!st)
         return -1;
+    if (start_review(a, st->policy, err) < 0) {
+        state_free(st);
+        return -1;
+    }
     /* Swap in a verifier that has its keys, so a reload does not refuse
        tokens of fetched issuers until the first fetch (bounded wait). */
     if (st->verifier &&
@@ -504,21 +536,104 @@ static int authenticate_locked(struct sg_authz *a, const char *bearer,
     return rc > 0 ? 0 : -1;
 }
 
-int sg_authz_authenticate(struct sg_authz *a, const char *bearer,
-                          size_t len, const grpc_auth_context *ac,
-                          struct sg_identity **id, struct sg_policy **policy,
-                          struct sg_error *err)
+/* A caller waiting for its TokenReview. */
+struct review_wait {
+    sg_authz_done_fn done;
+    void *opaque;
+    struct sg_identity *id;
+    struct sg_policy *policy;
+};
+
+static void review_done(void *opaque, const struct sg_error *err)
 {
+    struct review_wait *w = opaque;
+
+    if (err) {
+        sg_identity_unref(w->id);
+        sg_policy_unref(w->policy);
+        w->done(w->opaque, NULL, NULL, err);
+    } else {
+        w->done(w->opaque, w->id, w->policy, NULL);
+    }
+    free(w);
+}
+
+/* A locally verified JWT of a reviewed issuer: ask Kubernetes (or its
+   cached answer). Returns as sg_authz_authenticate_async. */
+static int review(struct sg_authz *a, const char *bearer, size_t len,
+                  struct sg_identity **id, struct sg_policy **policy,
+                  sg_authz_done_fn done, void *opaque, struct sg_error *err)
+{
+    struct review_wait *w = done ? calloc(1, sizeof(*w)) : NULL;
+    int rc = -1;
+
+    if (done && !w) {
+        sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
+    } else if (!a->review) {
+        /* Cannot happen (a policy with reviews starts one): never allow. */
+        sg_error_report(err, SG_ERR_UNAVAILABLE, "token review unavailable");
+    } else {
+        if (w)
+            *w = (struct review_wait){.done = done, .opaque = opaque,
+                                      .id = *id, .policy = *policy};
+        rc = sg_token_review_check(a->review, bearer, len,
+                                   (*id)->expires_at,
+                                   w ? review_done : NULL, w, err);
+    }
+    if (rc > 0) {
+        *id = NULL; /* w holds them */
+        *policy = NULL;
+        return 1;
+    }
+    free(w);
+    if (rc < 0) {
+        sg_identity_unref(*id);
+        sg_policy_unref(*policy);
+        *id = NULL;
+        *policy = NULL;
+    }
+    return rc;
+}
+
+int sg_authz_authenticate_async(struct sg_authz *a, const char *bearer,
+                                size_t len, const grpc_auth_context *ac,
+                                struct sg_identity **id,
+                                struct sg_policy **policy,
+                                sg_authz_done_fn done, void *opaque,
+                                struct sg_error *err)
+{
+    bool reviewed;
     int rc;
 
     *id = NULL;
     *policy = NULL;
     pthread_rwlock_rdlock(&a->lock);
     rc = authenticate_locked(a, bearer, len, ac, id, err);
+    reviewed = rc == 0 && (*id)->kind == SG_IDENTITY_JWT &&
+               sg_policy_issuer_reviewed(a->state->policy, (*id)->issuer);
     if (rc == 0)
         *policy = sg_policy_ref(a->state->policy);
     pthread_rwlock_unlock(&a->lock);
+    if (reviewed)
+        rc = review(a, bearer, len, id, policy, done, opaque, err);
     return rc;
+}
+
+int sg_authz_authenticate(struct sg_authz *a, const char *bearer,
+                          size_t len, const grpc_auth_context *ac,
+                          struct sg_identity **id, struct sg_policy **policy,
+                          struct sg_error *err)
+{
+    return sg_authz_authenticate_async(a, bearer, len, ac, id, policy, NULL,
+                                       NULL, err);
+}
+
+void sg_authz_stop(struct sg_authz *a)
+{
+    if (!a)
+        return;
+    sg_token_review_close(a->review);
+    a->review = NULL;
 }
 
 const char *sg_authz_gateway_namespace(const struct sg_authz *a)

@@ -16,10 +16,19 @@
  * OWNERSHIP: sg_authz_new returns an object the caller frees with
  * sg_authz_free after the server has stopped. Identities and policies
  * handed out are new references.
- * THREAD SAFETY: sg_authz_authenticate from any thread; new, reload and
- * free from the loop thread only (new and reload wait up to 5 s for the
- * first fetch of remote JWKS, only when the policy has such issuers).
+ * With authentication.token_review, the tokens of reviewed issuers are
+ * also checked with a Kubernetes TokenReview (token_review.h) on the loop:
+ * sg_authz_authenticate_async then may answer later. The reviewer starts
+ * with the first policy that has the section; later changes to the
+ * section take effect at restart.
+ *
+ * THREAD SAFETY: sg_authz_authenticate(_async) from any thread; new,
+ * reload, stop and free from the loop thread only (new and reload wait up
+ * to 5 s for the first fetch of remote JWKS, only when the policy has such
+ * issuers).
  */
+#include <uv.h>
+
 #ifndef SG_AUTHZ_AUTHZ_H
 #define SG_AUTHZ_AUTHZ_H
 
@@ -38,6 +47,7 @@ struct sg_authz_config {
     const char *gateway_namespace; /* NULL or "": none */
     bool disabled;
     struct sg_audit_config audit;
+    uv_loop_t *loop; /* for TokenReview; NULL: a policy with it is refused */
 };
 
 struct sg_authz;
@@ -68,6 +78,32 @@ int sg_authz_authenticate(struct sg_authz *a, const char *bearer,
                           size_t len, const grpc_auth_context *ac,
                           struct sg_identity **id, struct sg_policy **policy,
                           struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * Runs once, on the loop thread, for a call sg_authz_authenticate_async
+ * answered 1: id and policy (new references, the callee's) on success,
+ * else NULL and err (UNAUTHENTICATED or UNAVAILABLE).
+ */
+typedef void (*sg_authz_done_fn)(void *opaque, struct sg_identity *id,
+                                 struct sg_policy *policy,
+                                 const struct sg_error *err);
+
+/*
+ * sg_authz_authenticate that may wait for a TokenReview: 0 and -1 as
+ * there; 1 when done(opaque, ...) will give the answer (then *id and
+ * *policy stay NULL). Without done, a review that is not cached is -1
+ * (SG_ERR_UNAVAILABLE).
+ */
+int sg_authz_authenticate_async(struct sg_authz *a, const char *bearer,
+                                size_t len, const grpc_auth_context *ac,
+                                struct sg_identity **id,
+                                struct sg_policy **policy,
+                                sg_authz_done_fn done, void *opaque,
+                                struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/* Fail pending TokenReviews (their done runs now) and stop the API
+   client, on the loop thread after the server stopped. NULL-safe. */
+void sg_authz_stop(struct sg_authz *a);
 
 /* The gateway's own namespace, or NULL. Borrowed; lives with a. */
 const char *sg_authz_gateway_namespace(const struct sg_authz *a);

@@ -35,6 +35,10 @@ struct loader {
     struct sg_error *err;
     struct sg_policy *p;
     size_t visits;
+    /* The first issuer with token_review: true, checked against the
+       authentication.token_review section once both are read. */
+    size_t review_line;
+    size_t review_issuer;
 };
 
 static void lerr(struct loader *ld, size_t line, const char *key,
@@ -118,6 +122,16 @@ static void matcher_clear(struct sg_policy_matcher *m)
     sg_glob_clear(&m->any_subject);
 }
 
+static void token_review_free(struct sg_policy_token_review *t)
+{
+    if (t == NULL)
+        return;
+    free(t->kubeconfig);
+    free(t->context);
+    strv_free(t->audiences, t->n_audiences);
+    free(t);
+}
+
 static void policy_free(struct sg_policy *p)
 {
     if (p == NULL)
@@ -125,6 +139,8 @@ static void policy_free(struct sg_policy *p)
     for (size_t i = 0; i < p->n_issuers; i++)
         sg_jwt_issuer_config_clear(&p->issuers[i]);
     free(p->issuers);
+    free(p->issuer_reviewed);
+    token_review_free(p->token_review);
     for (size_t i = 0; i < p->n_tokens; i++) {
         free(p->tokens[i].name);
         explicit_bzero(p->tokens[i].sha256, sizeof(p->tokens[i].sha256));
@@ -721,6 +737,28 @@ static bool same_prefix(const struct sg_jwt_issuer_config *a,
     return true;
 }
 
+/* jwt_issuers[idx].token_review: a flag per issuer, allocated for all. */
+static int load_issuer_review(struct loader *ld, const yaml_node_t *key,
+                              yaml_node_t *v, const char *kp, size_t idx)
+{
+    struct sg_policy *p = ld->p;
+
+    if (p->issuer_reviewed == NULL) {
+        p->issuer_reviewed = calloc(p->n_issuers, sizeof(bool));
+        if (p->issuer_reviewed == NULL) {
+            report_no_memory(ld->err);
+            return -1;
+        }
+    }
+    if (get_bool(ld, v, kp, &p->issuer_reviewed[idx]) < 0)
+        return -1;
+    if (p->issuer_reviewed[idx] && ld->review_line == 0) {
+        ld->review_line = node_line(key);
+        ld->review_issuer = idx;
+    }
+    return 0;
+}
+
 static int load_issuer(struct loader *ld, yaml_node_t *map, const char *path,
                        size_t idx)
 {
@@ -792,6 +830,8 @@ static int load_issuer(struct loader *ld, yaml_node_t *map, const char *path,
                               &c->min_refresh_interval_s);
         } else if (STREQ(k, "max_token_bytes")) {
             rc = get_unsigned(ld, v, kp, 512, 1048576, &c->max_token_bytes);
+        } else if (STREQ(k, "token_review")) {
+            rc = load_issuer_review(ld, key, v, kp, idx);
         } else {
             rc = unknown_key(ld, key, kp);
         }
@@ -980,6 +1020,84 @@ static int load_items(struct loader *ld, yaml_node_t *node, const char *path,
     return 0;
 }
 
+/* Exactly one of in_cluster: true and kubeconfig; context needs the
+   kubeconfig. */
+static int check_token_review(struct loader *ld, const yaml_node_t *map,
+                              const char *path, size_t kubeconfig_line)
+{
+    const struct sg_policy_token_review *t = ld->p->token_review;
+    char kp[PATH_LEN];
+
+    if (t->in_cluster && t->kubeconfig != NULL) {
+        join(kp, path, "kubeconfig");
+        lerr(ld, kubeconfig_line, kp, "cannot be combined with in_cluster: "
+             "true");
+        return -1;
+    }
+    if (!t->in_cluster && t->kubeconfig == NULL) {
+        lerr(ld, node_line(map), path, "needs in_cluster: true or "
+             "kubeconfig");
+        return -1;
+    }
+    if (t->context != NULL && t->kubeconfig == NULL) {
+        join(kp, path, "context");
+        lerr(ld, node_line(map), kp, "needs kubeconfig");
+        return -1;
+    }
+    return 0;
+}
+
+/* authentication.token_review: how to reach the Kubernetes API. */
+static int load_token_review(struct loader *ld, yaml_node_t *map,
+                             const char *path)
+{
+    struct sg_policy_token_review *t;
+    size_t kubeconfig_line = 0;
+
+    if (check_mapping(ld, map, path, "key") < 0)
+        return -1;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        report_no_memory(ld->err);
+        return -1;
+    }
+    ld->p->token_review = t;
+    t->cache_ttl_s = 10;
+    t->negative_cache_ttl_s = 5;
+    t->timeout_ms = 2000;
+    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
+         pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *key = get_node(ld, pair->key);
+        yaml_node_t *v = get_node(ld, pair->value);
+        const char *k = scalar_text(key);
+        char kp[PATH_LEN];
+        int rc;
+
+        join(kp, path, k);
+        if (STREQ(k, "in_cluster")) {
+            rc = get_bool(ld, v, kp, &t->in_cluster);
+        } else if (STREQ(k, "kubeconfig")) {
+            rc = get_string(ld, v, kp, &t->kubeconfig);
+            kubeconfig_line = node_line(key);
+        } else if (STREQ(k, "context")) {
+            rc = get_string(ld, v, kp, &t->context);
+        } else if (STREQ(k, "audiences")) {
+            rc = load_strings(ld, v, kp, &t->audiences, &t->n_audiences);
+        } else if (STREQ(k, "cache_ttl_s")) {
+            rc = get_unsigned(ld, v, kp, 0, 3600, &t->cache_ttl_s);
+        } else if (STREQ(k, "negative_cache_ttl_s")) {
+            rc = get_unsigned(ld, v, kp, 0, 3600, &t->negative_cache_ttl_s);
+        } else if (STREQ(k, "timeout_ms")) {
+            rc = get_unsigned(ld, v, kp, 100, 60000, &t->timeout_ms);
+        } else {
+            rc = unknown_key(ld, key, kp);
+        }
+        if (rc < 0)
+            return -1;
+    }
+    return check_token_review(ld, map, path, kubeconfig_line);
+}
+
 static int load_authentication(struct loader *ld, yaml_node_t *map)
 {
     if (node_is_null(map))
@@ -1003,10 +1121,22 @@ static int load_authentication(struct loader *ld, yaml_node_t *map)
             rc = load_items(ld, v, kp, (void **)&ld->p->tokens,
                             &ld->p->n_tokens, sizeof(*ld->p->tokens),
                             load_token);
+        else if (STREQ(k, "token_review"))
+            rc = load_token_review(ld, v, kp);
         else
             rc = unknown_key(ld, key, kp);
         if (rc < 0)
             return -1;
+    }
+    if (ld->review_line != 0 && ld->p->token_review == NULL) {
+        char kp[PATH_LEN];
+
+        path_done(kp, snprintf(kp, PATH_LEN,
+                               "authentication.jwt_issuers[%zu].token_review",
+                               ld->review_issuer));
+        lerr(ld, ld->review_line, kp, "needs an authentication.token_review "
+             "section");
+        return -1;
     }
     return 0;
 }
@@ -1885,4 +2015,21 @@ const struct sg_policy_token *sg_policy_token(const struct sg_policy *p,
                                               size_t i)
 {
     return p != NULL && i < p->n_tokens ? &p->tokens[i] : NULL;
+}
+
+const struct sg_policy_token_review *sg_policy_token_review(
+    const struct sg_policy *p)
+{
+    return p != NULL ? p->token_review : NULL;
+}
+
+bool sg_policy_issuer_reviewed(const struct sg_policy *p, const char *issuer)
+{
+    if (p == NULL || p->issuer_reviewed == NULL || issuer == NULL)
+        return false;
+    for (size_t i = 0; i < p->n_issuers; i++) {
+        if (STREQ(p->issuers[i].issuer, issuer))
+            return p->issuer_reviewed[i];
+    }
+    return false;
 }

@@ -73,6 +73,29 @@ size_t sg_policy_n_tokens(const struct sg_policy *p);
 const struct sg_policy_token *sg_policy_token(const struct sg_policy *p,
                                               size_t i);
 
+/*
+ * authentication.token_review: Kubernetes TokenReview for the tokens of
+ * issuers marked token_review: true (docs/AUTHORIZATION.md). Exactly one
+ * of in_cluster and kubeconfig (context only with kubeconfig).
+ */
+struct sg_policy_token_review {
+    bool in_cluster;
+    char *kubeconfig;
+    char *context;                 /* NULL: the current context */
+    char **audiences;              /* sent as spec.audiences; may be none */
+    size_t n_audiences;
+    unsigned cache_ttl_s;          /* default 10 */
+    unsigned negative_cache_ttl_s; /* default 5 */
+    unsigned timeout_ms;           /* a whole review; default 2000 */
+};
+
+/* The section, or NULL when the policy has none. */
+const struct sg_policy_token_review *sg_policy_token_review(
+    const struct sg_policy *p);
+
+/* Are the tokens of this issuer (its exact "iss") reviewed? */
+bool sg_policy_issuer_reviewed(const struct sg_policy *p, const char *issuer);
+
 /* The facts of one existing object (NULL fields are treated as ""). */
 struct sg_authz_object {
     const char *tenant;

@@ -127,6 +127,8 @@ struct sg_policy {
 
     struct sg_jwt_issuer_config *issuers;
     size_t n_issuers;
+    bool *issuer_reviewed;    /* n_issuers flags, or NULL: none */
+    struct sg_policy_token_review *token_review; /* NULL: no section */
     struct sg_policy_token *tokens;
     size_t n_tokens;
     struct sg_policy_role *roles;

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "status.h"
 
+#include <stdlib.h>
 #include <strings.h>
 
 SG_LOG_INIT("authz.call");
@@ -96,6 +97,70 @@ static const char *bearer_of(const struct sg_call *call, size_t *len,
     return v;
 }
 
+/* Attach the caller and check the method's permission (when the method
+   has a handler). Takes over id and policy. */
+static int admit(struct sg_call *call, const struct sg_authz_rule *rule,
+                 bool handled, struct sg_identity *id,
+                 struct sg_policy *policy, struct sg_error *err)
+{
+    sg_call_set_auth(call, id, policy);
+    if (handled &&
+        sg_policy_reach(policy, id, rule->permission) == SG_REACH_NONE) {
+        sg_error_report(err, SG_ERR_PERMISSION_DENIED,
+                        "permission '%s' is not granted", rule->permission);
+        return -1;
+    }
+    return 0;
+}
+
+/* A call whose authentication waits for a TokenReview (holds a ref). */
+struct deferred {
+    struct sg_call *call;
+    const struct sg_authz_rule *rule;
+    bool handled;
+};
+
+/* The review's answer (loop thread): go on with the call, or refuse it. */
+static void on_authenticated(void *opaque, struct sg_identity *id,
+                             struct sg_policy *policy,
+                             const struct sg_error *err)
+{
+    struct deferred *d = opaque;
+    struct sg_error e = SG_ERROR_INIT;
+
+    if (err) {
+        SG_DEBUG("%s: %s", d->rule->path, err->message);
+        deny(d->call, d->rule, err);
+    } else if (admit(d->call, d->rule, d->handled, id, policy, &e) < 0) {
+        deny(d->call, d->rule, &e);
+    } else {
+        sg_call_auth_resume(d->call);
+    }
+    sg_error_reset(&e);
+    sg_call_unref(d->call);
+    free(d);
+}
+
+/* Authenticate; 1 when on_authenticated will answer for d. */
+static int authenticate(struct sg_authz *a, struct sg_call *call,
+                        struct deferred *d, struct sg_identity **id,
+                        struct sg_policy **policy, struct sg_error *err)
+{
+    size_t len;
+    const char *bearer = bearer_of(call, &len, err);
+    int rc;
+
+    if (sg_error_is_set(err))
+        return -1;
+    sg_call_ref(call); /* for on_authenticated, which may run at once */
+    rc = sg_authz_authenticate_async(a, bearer, len,
+                                     sg_call_auth_context(call), id, policy,
+                                     on_authenticated, d, err);
+    if (rc <= 0)
+        sg_call_unref(call);
+    return rc;
+}
+
 int sg_authz_call_hook(void *opaque, struct sg_call *call, bool handled)
 {
     struct sg_authz *a = opaque;
@@ -104,29 +169,27 @@ int sg_authz_call_hook(void *opaque, struct sg_call *call, bool handled)
     struct sg_error err = SG_ERROR_INIT;
     struct sg_identity *id = NULL;
     struct sg_policy *policy = NULL;
-    const char *bearer;
-    size_t len;
+    struct deferred *d = NULL;
     int rc = -1;
 
     if (!rule || rule->allow_unauthenticated)
         return 0;
-    bearer = bearer_of(call, &len, &err);
-    if (sg_error_is_set(&err) ||
-        sg_authz_authenticate(a, bearer, len, sg_call_auth_context(call),
-                              &id, &policy, &err) < 0) {
+    d = malloc(sizeof(*d));
+    if (!d) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto cleanup;
+    }
+    *d = (struct deferred){.call = call, .rule = rule, .handled = handled};
+    rc = authenticate(a, call, d, &id, &policy, &err);
+    if (rc > 0)
+        return 1; /* d is on_authenticated's */
+    if (rc < 0)
         SG_DEBUG("%s: %s", rule->path, err.message);
-        goto cleanup;
-    }
-    sg_call_set_auth(call, id, policy);
-    if (handled &&
-        sg_policy_reach(policy, id, rule->permission) == SG_REACH_NONE) {
-        sg_error_report(&err, SG_ERR_PERMISSION_DENIED,
-                        "permission '%s' is not granted", rule->permission);
-        goto cleanup;
-    }
-    rc = 0;
+    else
+        rc = admit(call, rule, handled, id, policy, &err);
 
  cleanup:
+    free(d);
     if (rc < 0)
         deny(call, rule, &err);
     sg_error_reset(&err);

@@ -172,13 +172,14 @@ static int ensure_data_dir(const char *dir, struct sg_error *err)
 }
 
 /*
- * Loop thread, after the last call ended. The reconciler stops first so
- * that nothing starts new driver or store work; the store close waits for
- * queued writes. Handles close on the loop; the memory behind them is
+ * Loop thread, after the last call ended. The TokenReview client stops
+ * first, then the reconciler, so that nothing starts new driver or store
+ * work; the store close waits for queued writes. Handles close on the loop; the memory behind them is
  * freed after uv_run returns (close_gateway).
  */
 static void stop_gateway(struct sg_gateway *gw)
 {
+    sg_authz_stop(gw->authz);
     sg_reconciler_stop(gw->reconciler);
     if (gw->driver)
         sg_driver_close(gw->driver);
@@ -210,6 +211,7 @@ static int open_authz(struct daemon *d, struct sg_error *err)
         .audit = {.path = cfg->audit_file,
                   .max_bytes = cfg->audit_max_bytes,
                   .max_files = cfg->audit_max_files},
+        .loop = &d->loop,
     };
 
     if (!ac.admin_token_file) {

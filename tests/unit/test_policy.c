@@ -1565,6 +1565,146 @@ START_TEST(test_issuer_fields)
 }
 END_TEST
 
+/* authentication.token_review and the per-issuer flag. */
+#define TR_ISSUER(extra)                                                      \
+    "authentication:\n"                                                       \
+    "  jwt_issuers:\n"                                                        \
+    "    - issuer: https://sa.example\n"                                      \
+    "      audiences: [sandgate]\n"                                           \
+    "      algorithms: [RS256]\n"                                             \
+    "      discovery: true\n" extra
+
+START_TEST(test_token_review_fields)
+{
+    struct sg_policy *p = load_text(
+        TR_ISSUER("      token_review: true\n"
+                  "    - issuer: https://other.example\n"
+                  "      audiences: [sandgate]\n"
+                  "      algorithms: [RS256]\n"
+                  "      discovery: true\n"
+                  "  token_review:\n"
+                  "    kubeconfig: /etc/kube/config\n"
+                  "    context: prod\n"
+                  "    audiences: [sandgate, api]\n"
+                  "    cache_ttl_s: 30\n"
+                  "    negative_cache_ttl_s: 0\n"
+                  "    timeout_ms: 500\n"));
+    const struct sg_policy_token_review *t = sg_policy_token_review(p);
+    struct sg_policy *d;
+
+    ck_assert_ptr_nonnull(t);
+    ck_assert(!t->in_cluster);
+    ck_assert_str_eq(t->kubeconfig, "/etc/kube/config");
+    ck_assert_str_eq(t->context, "prod");
+    ck_assert_uint_eq(t->n_audiences, 2);
+    ck_assert_str_eq(t->audiences[1], "api");
+    ck_assert_uint_eq(t->cache_ttl_s, 30);
+    ck_assert_uint_eq(t->negative_cache_ttl_s, 0);
+    ck_assert_uint_eq(t->timeout_ms, 500);
+    ck_assert(sg_policy_issuer_reviewed(p, "https://sa.example"));
+    ck_assert(!sg_policy_issuer_reviewed(p, "https://other.example"));
+    ck_assert(!sg_policy_issuer_reviewed(p, "https://unknown.example"));
+    ck_assert(!sg_policy_issuer_reviewed(p, NULL));
+    sg_policy_unref(p);
+
+    /* Defaults; a section without reviewed issuers is allowed. */
+    d = load_text(TR_ISSUER("      token_review: false\n"
+                            "  token_review: {in_cluster: true}\n"));
+    t = sg_policy_token_review(d);
+    ck_assert_ptr_nonnull(t);
+    ck_assert(t->in_cluster);
+    ck_assert_ptr_null(t->kubeconfig);
+    ck_assert_ptr_null(t->context);
+    ck_assert_uint_eq(t->n_audiences, 0);
+    ck_assert_uint_eq(t->cache_ttl_s, 10);
+    ck_assert_uint_eq(t->negative_cache_ttl_s, 5);
+    ck_assert_uint_eq(t->timeout_ms, 2000);
+    ck_assert(!sg_policy_issuer_reviewed(d, "https://sa.example"));
+    sg_policy_unref(d);
+
+    d = load_text("roles:\n  r: {}\n");
+    ck_assert_ptr_null(sg_policy_token_review(d));
+    ck_assert_ptr_null(sg_policy_token_review(NULL));
+    sg_policy_unref(d);
+}
+END_TEST
+
+/* The TokenReview example of docs/AUTHORIZATION.md loads as described. */
+START_TEST(test_token_review_doc)
+{
+    FILE *f = fopen(SG_SOURCE_ROOT "/docs/AUTHORIZATION.md", "r");
+    char *doc = calloc(1, 1 << 20);
+    const char *start;
+    const char *end;
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_policy *p;
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(doc);
+    ck_assert_uint_gt(fread(doc, 1, (1 << 20) - 1, f), 0);
+    fclose(f);
+    start = strstr(doc, "```yaml\n# TokenReview\n");
+    ck_assert_ptr_nonnull(start);
+    start += strlen("```yaml\n");
+    end = strstr(start, "```");
+    ck_assert_ptr_nonnull(end);
+    p = sg_policy_load_data("AUTHORIZATION.md", start, (size_t)(end - start),
+                            &err);
+    ck_assert_msg(p != NULL, "%s", err.message);
+    ck_assert(sg_policy_issuer_reviewed(
+        p, "https://kubernetes.default.svc.cluster.local"));
+    ck_assert(sg_policy_token_review(p)->in_cluster);
+    ck_assert_uint_eq(sg_policy_token_review(p)->cache_ttl_s, 10);
+    sg_policy_unref(p);
+    free(doc);
+}
+END_TEST
+
+START_TEST(test_token_review_errors)
+{
+    expect_load_error(TR_ISSUER("      token_review: true\n"),
+                      "t.yaml:7: authentication.jwt_issuers[0].token_review: "
+                      "needs an authentication.token_review section");
+    expect_load_error(TR_ISSUER("      token_review: yes\n"
+                                "  token_review: {in_cluster: true}\n"),
+                      "t.yaml:7: authentication.jwt_issuers[0].token_review: "
+                      "expected true or false, got 'yes'");
+    expect_load_error("authentication:\n  token_review: {}\n",
+                      "t.yaml:2: authentication.token_review: needs "
+                      "in_cluster: true or kubeconfig");
+    expect_load_error("authentication:\n  token_review:\n    in_cluster: "
+                      "true\n    kubeconfig: /k\n",
+                      "t.yaml:4: authentication.token_review.kubeconfig: "
+                      "cannot be combined with in_cluster: true");
+    expect_load_error("authentication:\n  token_review:\n    in_cluster: "
+                      "true\n    context: c\n",
+                      "t.yaml:3: authentication.token_review.context: needs "
+                      "kubeconfig");
+    expect_load_error("authentication:\n  token_review:\n    in_cluster: "
+                      "true\n    cache_ttls: 3\n",
+                      "t.yaml:4: authentication.token_review.cache_ttls: "
+                      "unknown key");
+    expect_load_error("authentication:\n  token_review:\n    in_cluster: "
+                      "true\n    timeout_ms: 5\n",
+                      "t.yaml:4: authentication.token_review.timeout_ms: "
+                      "must be between 100 and 60000");
+    expect_load_error("authentication:\n  token_review:\n    in_cluster: "
+                      "true\n    cache_ttl_s: 3601\n",
+                      "t.yaml:4: authentication.token_review.cache_ttl_s: "
+                      "must be between 0 and 3600");
+    expect_load_error("authentication:\n  token_review:\n    kubeconfig: "
+                      "/k\n    audiences: []\n",
+                      "t.yaml:4: authentication.token_review.audiences: "
+                      "must not be empty");
+    expect_load_error("authentication:\n  token_review: [in_cluster]\n",
+                      "t.yaml:2: authentication.token_review: expected a "
+                      "mapping, got a sequence");
+    expect_load_error("authentication:\n  token_review: {in_cluster: true}\n"
+                      "  token_review: {in_cluster: true}\n",
+                      "t.yaml:3: authentication.token_review: duplicate key");
+}
+END_TEST
+
 START_TEST(test_digest_and_refs)
 {
     static const char text[] = "roles:\n  r: {}\n";
@@ -1627,6 +1767,9 @@ static Suite *make_suite(void)
     tcase_add_test(load, test_doc_example);
     tcase_add_test(load, test_issuer_fields);
     tcase_add_test(load, test_digest_and_refs);
+    tcase_add_test(load, test_token_review_fields);
+    tcase_add_test(load, test_token_review_errors);
+    tcase_add_test(load, test_token_review_doc);
     suite_add_tcase(s, load);
 
     tcase_add_loop_test(eval, test_matchers, 0,

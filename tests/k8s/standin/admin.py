@@ -6,7 +6,7 @@ import http.server
 import json
 import urllib.parse
 
-from . import errors
+from . import errors, tokenreview
 from .faults import FaultError
 
 
@@ -103,6 +103,14 @@ class AdminHandler(http.server.BaseHTTPRequestHandler):
         if head == 'tokens' and method == 'POST':
             app.set_token(body)
             return 200, {}
+        if head == 'timeline':
+            if method == 'GET':
+                return 200, {'sandboxes': app.timeline.list(q.get('namespace'))}
+            if method == 'DELETE':
+                app.timeline.clear()
+                return 200, {}
+        if head == 'tokenreviews':
+            return tokenreview.of(app).admin(method, parts, body)
         if head == 'state' and method == 'GET':
             with app.store.lock:
                 return 200, {'resourceVersion': app.store.rv, 'compacted': app.store.compacted,

@@ -16,6 +16,7 @@ import yaml
 from . import errors
 from .errors import ApiError, PlainNotFound
 from .selectors import parse_field_selector, parse_label_selector
+from . import tokenreview
 
 VERBS_BY_METHOD = {'POST': 'create', 'PUT': 'update', 'PATCH': 'patch'}
 JSON = 'application/json'
@@ -253,7 +254,7 @@ class KubeHandler(http.server.BaseHTTPRequestHandler):
             raise errors.unauthorized()
         entry['user'] = user['user']
         res = None
-        if info.is_resource:
+        if info.is_resource and not tokenreview.handles(info):
             res = app.registry.lookup(info.group, info.version, info.resource)
             if res is None:
                 raise PlainNotFound()
@@ -275,6 +276,9 @@ class KubeHandler(http.server.BaseHTTPRequestHandler):
             self._fault_after = fault
         else:
             self._fault_after = None
+        if tokenreview.handles(info):
+            self._respond(*tokenreview.of(app).create(method, raw, entry))
+            return
         self._resource(method, query, info, res, raw, fault)
 
     def _apply_fault(self, fault, info, res, query, raw):
@@ -630,6 +634,7 @@ class KubeHandler(http.server.BaseHTTPRequestHandler):
                         next_bookmark = time.monotonic() + interval
                     continue
                 self._chunk({'type': ev[0], 'object': ev[1]})
+                app.timeline.watch_sent(ev[0], ev[1])
                 if ev[0] == 'ERROR':
                     self._end_stream()
                     break
