@@ -24,6 +24,10 @@
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define TOKEN_RECHECK_MS 1000
 #define FILE_MAX (1 << 20)
+/* Idle connections kept for reuse. curl's default (4 per transfer in
+   flight) shrinks as a burst drains, so over HTTP/1.1 the next burst would
+   pay new TLS handshakes; HTTP/2 needs one. */
+#define MAX_IDLE_CONNECTIONS 64
 
 struct sock_ctx {
     uv_poll_t poll;
@@ -59,6 +63,7 @@ struct k8s_client {
     uv_loop_t *loop;
     const struct sg_driver_host *host;
     CURLM *multi;
+    CURLSH *share;     /* TLS sessions and DNS, shared by every transfer */
     uv_timer_t timer;  /* curl's timeout */
     uv_timer_t reaper; /* frees cancelled calls outside curl callbacks */
     struct k8s_call *calls;
@@ -678,8 +683,12 @@ static void call_free(struct k8s_call *call)
         call->next->prev = call->prev;
     free(call->method);
     free(call->path);
-    free(call->body);
+    /* Bodies can carry secrets both ways (a TokenReview's token, later a
+       Secret's data): wipe what was sent and what came back. */
+    wipe_str(call->body);
     free(call->content_type);
+    if (call->buf.data != NULL)
+        explicit_bzero(call->buf.data, call->buf.len);
     sg_buf_free(&call->buf);
     uv_timer_stop(&call->timer);
     c->pending_closes++;
@@ -945,6 +954,13 @@ static int attempt_start(struct k8s_call *call)
     call->headers = h;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)call);
+    /* Each attempt is a new easy handle: without the share a new
+       connection could not resume an earlier TLS session. */
+    if (c->share != NULL)
+        curl_easy_setopt(e, CURLOPT_SHARE, c->share);
+    /* HTTP/2 (the API server's default): wait for the connection being
+       set up and multiplex on it rather than open one per request. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
@@ -1107,6 +1123,15 @@ struct k8s_client *k8s_client_new(uv_loop_t *loop,
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS,
+                      (long)MAX_IDLE_CONNECTIONS);
+    /* Loop thread only: the share needs no lock functions. */
+    c->share = curl_share_init();
+    if (c->share != NULL) {
+        curl_share_setopt(c->share, CURLSHOPT_SHARE,
+                          CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->reaper);
     c->timer.data = c;
@@ -1132,6 +1157,10 @@ void k8s_client_close(struct k8s_client *c)
     }
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
+    /* After the multi: no easy handle uses the share any more. */
+    if (c->share != NULL)
+        curl_share_cleanup(c->share);
+    c->share = NULL;
     creds_free(c);
     c->closing = true;
     uv_timer_stop(&c->timer);

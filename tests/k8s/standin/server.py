@@ -8,6 +8,7 @@ import socket
 import socketserver
 import ssl
 import subprocess
+import sys
 import threading
 import uuid
 import http.server
@@ -21,6 +22,7 @@ from .faults import Faults, RequestLog
 from .httpapi import KubeHandler
 from .resources import Registry
 from .store import Store
+from .timeline import Timeline
 
 
 def make_tls(state_dir, openssl='openssl'):
@@ -68,6 +70,10 @@ class TLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def get_request(self):
         sock, addr = self.socket.accept()
+        # As Go's net package does for the real apiserver: without it, a
+        # small write (a watch event, a body after its headers) waits for
+        # the peer's delayed ACK, up to 40 ms on Linux.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The handshake runs in the connection's thread (KubeHandler.handle),
         # so one slow client cannot hold up accept().
         return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
@@ -93,6 +99,7 @@ class App:
         self.registry = Registry(crd_dir)
         self.store = Store(self.registry, self.config['history_size'])
         self.cluster = Cluster(self.store, self.registry, self.config)
+        self.timeline = Timeline(self.store)
         self.faults = Faults()
         self.requests = RequestLog()
         self.token = token or secrets.token_urlsafe(32)
@@ -176,6 +183,7 @@ class App:
     def reset(self):
         self.faults.clear()
         self.requests.clear()
+        self.timeline.clear()
         self.store.reset()
         self.config.clear()
         self.config.update(DEFAULT_CONFIG)
@@ -187,6 +195,11 @@ class App:
     # --- lifecycle ----------------------------------------------------------
 
     def start(self, port=0, admin_port=0):
+        # A thread per connection, all behind the GIL: a thread that
+        # released it for a syscall while holding the store lock waits up
+        # to the switch interval (default 5 ms) to get it back, and every
+        # writer waits behind it. A short interval keeps that convoy short.
+        sys.setswitchinterval(0.0005)
         os.makedirs(self.state_dir, exist_ok=True)
         ca, cert, key = make_tls(self.state_dir)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
