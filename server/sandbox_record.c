@@ -370,6 +370,10 @@ int sg_driver_view_init(struct sg_driver_view *v,
     v->sb.working_dir = spec ? spec->working_dir : "";
     v->sb.config_json = v->config_json;
     v->sb.ttl_seconds = spec ? spec->ttl_seconds : 0;
+    v->sb.request_id = sb->request_id;
+    v->sb.policy_hash = sb->status ? sb->status->policy_hash : "";
+    v->sb.access_profile = sb->access_profile;
+    v->sb.runtime_profile = sb->runtime_profile;
     return 0;
 }
 

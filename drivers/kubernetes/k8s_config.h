@@ -64,6 +64,10 @@
 #define K8S_ANN_TENANT "sandgate.io/tenant"
 #define K8S_ANN_PROJECT "sandgate.io/project"
 #define K8S_ANN_NAME "sandgate.io/sandbox-name"
+#define K8S_ANN_REQUEST_ID "sandgate.io/request-id"
+#define K8S_ANN_POLICY_HASH "sandgate.io/policy-hash"
+#define K8S_ANN_ACCESS_PROFILE "sandgate.io/access-profile"
+#define K8S_ANN_RUNTIME_PROFILE "sandgate.io/runtime-profile"
 
 struct k8s_pod_security {
     bool run_as_non_root;

@@ -98,6 +98,12 @@ static json_t *our_labels(const struct k8s_settings *s,
     return l;
 }
 
+static void put_set(json_t *a, const char *key, const char *value, bool *ok)
+{
+    if (value != NULL && value[0] != '\0')
+        put(a, key, json_string(value), ok);
+}
+
 static json_t *our_annotations(const struct sg_driver_sandbox *sb, bool *ok)
 {
     json_t *a = json_object();
@@ -107,14 +113,14 @@ static json_t *our_annotations(const struct sg_driver_sandbox *sb, bool *ok)
         return NULL;
     }
     /* The exact values; labels carry them only sanitised. */
-    if (sb->owner != NULL && sb->owner[0] != '\0')
-        put(a, K8S_ANN_OWNER, json_string(sb->owner), ok);
-    if (sb->tenant != NULL && sb->tenant[0] != '\0')
-        put(a, K8S_ANN_TENANT, json_string(sb->tenant), ok);
-    if (sb->project != NULL && sb->project[0] != '\0')
-        put(a, K8S_ANN_PROJECT, json_string(sb->project), ok);
-    if (sb->name != NULL && sb->name[0] != '\0')
-        put(a, K8S_ANN_NAME, json_string(sb->name), ok);
+    put_set(a, K8S_ANN_OWNER, sb->owner, ok);
+    put_set(a, K8S_ANN_TENANT, sb->tenant, ok);
+    put_set(a, K8S_ANN_PROJECT, sb->project, ok);
+    put_set(a, K8S_ANN_NAME, sb->name, ok);
+    put_set(a, K8S_ANN_REQUEST_ID, sb->request_id, ok);
+    put_set(a, K8S_ANN_POLICY_HASH, sb->policy_hash, ok);
+    put_set(a, K8S_ANN_ACCESS_PROFILE, sb->access_profile, ok);
+    put_set(a, K8S_ANN_RUNTIME_PROFILE, sb->runtime_profile, ok);
     return a;
 }
 

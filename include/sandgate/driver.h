@@ -126,6 +126,13 @@ struct sg_driver_sandbox {
      */
     const char *config_json;
     uint32_t ttl_seconds;    /* 0 = none; the gateway enforces it */
+
+    /* --- ABI 1.1, for labels and annotations; "" when not set. Read them
+       only when host->abi_minor >= 1. --- */
+    const char *request_id;      /* the caller's idempotency key */
+    const char *policy_hash;     /* "sha256:<hex>" of the final policy */
+    const char *access_profile;
+    const char *runtime_profile;
 };
 
 /*

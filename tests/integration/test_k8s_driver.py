@@ -228,6 +228,16 @@ class K8sDriverTest(DaemonTestCase):
             self.assertEqual(labels['sandgate.io/sandbox-id'], sb.id)
             self.assertEqual(labels['sandgate.io/gateway-id'], GATEWAY_ID)
             self.assertEqual(labels['sandgate.io/tenant'], 'team-a')
+            # The record's facts, exactly, on the object and its pods.
+            for meta in (mine[0]['metadata'],
+                         mine[0]['spec']['podTemplate']['metadata']):
+                anns = meta['annotations']
+                self.assertEqual(anns['sandgate.io/owner'], got.owner)
+                # Left out when not set (the client sent no request id).
+                self.assertEqual(anns.get('sandgate.io/request-id', ''),
+                                 got.request_id)
+                self.assertEqual(anns.get('sandgate.io/policy-hash', ''),
+                                 got.status.policy_hash)
             pod = mine[0]['spec']['podTemplate']['spec']
             self.assertEqual(pod['restartPolicy'], 'Never')
             self.assertFalse(pod['automountServiceAccountToken'])

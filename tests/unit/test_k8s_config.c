@@ -598,7 +598,9 @@ START_TEST(test_build)
         .project = "code/review", .owner = "alice@example.com",
         .image = "python:3.12", .command = argv_, .n_command = 3,
         .env_names = env_names, .env_values = env_values, .n_env = 2,
-        .working_dir = "/srv/app", .config_json = full_block, .ttl_seconds = 60};
+        .working_dir = "/srv/app", .config_json = full_block, .ttl_seconds = 60,
+        .request_id = "req-7", .policy_hash = "sha256:ab", .access_profile = "",
+        .runtime_profile = "gvisor"};
     json_t *o;
     json_t *meta, *tmpl, *pod, *c, *sc;
 
@@ -629,6 +631,10 @@ START_TEST(test_build)
     ck_assert_ptr_null(LABEL(meta, "team")); /* pod labels: template only */
     ck_assert_str_eq(ANN(meta, K8S_ANN_OWNER), "alice@example.com");
     ck_assert_str_eq(ANN(meta, K8S_ANN_TENANT), "Team A");
+    ck_assert_str_eq(ANN(meta, K8S_ANN_REQUEST_ID), "req-7");
+    ck_assert_str_eq(ANN(meta, K8S_ANN_POLICY_HASH), "sha256:ab");
+    ck_assert_str_eq(ANN(meta, K8S_ANN_RUNTIME_PROFILE), "gvisor");
+    ck_assert_ptr_null(ANN(meta, K8S_ANN_ACCESS_PROFILE)); /* not set */
     ck_assert_str_eq(
         json_string_value(json_object_get(json_object_get(o, "spec"),
                                           "shutdownTime")),
