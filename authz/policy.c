@@ -1377,13 +1377,33 @@ static int load_node_selector(struct loader *ld, yaml_node_t *map,
 
 #define ROLE_LIST(name) {#name, offsetof(struct sg_policy_role, name)}
 
+/* A role key that holds a glob list, and where the list lives. */
+struct list_key {
+    const char *key;
+    size_t offset; /* of the struct sg_glob_list in the role */
+};
+
+/* If k is one of lists, load v into that list of r (*rc: its result)
+   and return true. */
+static bool load_listed(struct loader *ld, const struct list_key *lists,
+                        size_t n, const char *k, yaml_node_t *v,
+                        const char *kp, struct sg_policy_role *r, int *rc)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (STREQ(k, lists[i].key)) {
+            *rc = get_glob_list(ld, v, kp,
+                                (struct sg_glob_list *)(void *)(
+                                    (char *)r + lists[i].offset));
+            return true;
+        }
+    }
+    return false;
+}
+
 static int load_driver_config(struct loader *ld, yaml_node_t *map,
                               const char *path, struct sg_policy_role *r)
 {
-    static const struct {
-        const char *key;
-        size_t offset;
-    } lists[] = {
+    static const struct list_key lists[] = {
         ROLE_LIST(fields), ROLE_LIST(runtime_classes),
         ROLE_LIST(toleration_keys), ROLE_LIST(allocation_modes),
         ROLE_LIST(templates), ROLE_LIST(warm_pools),
@@ -1397,19 +1417,11 @@ static int load_driver_config(struct loader *ld, yaml_node_t *map,
         yaml_node_t *v = get_node(ld, pair->value);
         const char *k = scalar_text(key);
         char kp[PATH_LEN];
-        bool found = false;
         int rc = 0;
 
         join(kp, path, k);
-        for (size_t i = 0; i < SG_N_ELEMENTS(lists) && !found; i++) {
-            if (STREQ(k, lists[i].key)) {
-                found = true;
-                rc = get_glob_list(ld, v, kp, (struct sg_glob_list *)(void *)(
-                                       (char *)r + lists[i].offset));
-            }
-        }
-        if (found) {
-            /* a list, loaded above */
+        if (load_listed(ld, lists, SG_N_ELEMENTS(lists), k, v, kp, r, &rc)) {
+            /* a glob list of the role */
         } else if (STREQ(k, "node_selector")) {
             rc = load_node_selector(ld, v, kp, r);
         } else if (STREQ(k, "max_cpu")) {
@@ -1430,10 +1442,7 @@ static int load_driver_config(struct loader *ld, yaml_node_t *map,
 static int load_role(struct loader *ld, yaml_node_t *key, yaml_node_t *map,
                      size_t idx)
 {
-    static const struct {
-        const char *key;
-        size_t offset;
-    } lists[] = {
+    static const struct list_key lists[] = {
         ROLE_LIST(tenants), ROLE_LIST(projects), ROLE_LIST(access_profiles),
         ROLE_LIST(runtime_profiles), ROLE_LIST(namespaces),
         ROLE_LIST(service_accounts),
@@ -1457,19 +1466,11 @@ static int load_role(struct loader *ld, yaml_node_t *key, yaml_node_t *map,
         yaml_node_t *v = get_node(ld, pair->value);
         const char *k = scalar_text(k_node);
         char kp[PATH_LEN];
-        bool found = false;
         int rc = 0;
 
         join(kp, path, k);
-        for (size_t i = 0; i < SG_N_ELEMENTS(lists) && !found; i++) {
-            if (STREQ(k, lists[i].key)) {
-                found = true;
-                rc = get_glob_list(ld, v, kp, (struct sg_glob_list *)(void *)(
-                                       (char *)r + lists[i].offset));
-            }
-        }
-        if (found) {
-            /* a list, loaded above */
+        if (load_listed(ld, lists, SG_N_ELEMENTS(lists), k, v, kp, r, &rc)) {
+            /* a glob list of the role */
         } else if (STREQ(k, "operations")) {
             rc = load_ops(ld, v, kp, r);
         } else if (STREQ(k, "credentials")) {
