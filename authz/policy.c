@@ -11,8 +11,10 @@
 #include "internal.h"
 
 #include "policy.h"
+
 #include "policy_priv.h"
 #include "rule.h"
+#include "yaml_node.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -20,7 +22,6 @@
 #include <stdlib.h>
 
 #include <openssl/evp.h>
-#include <yaml.h>
 
 /* Larger files are refused: a policy is a page or two of YAML. */
 #define POLICY_MAX_BYTES (16u * 1024 * 1024)
@@ -164,43 +165,6 @@ static void policy_free(struct sg_policy *p)
 
 /* ---- YAML nodes ------------------------------------------------------ */
 
-static size_t node_line(const yaml_node_t *node)
-{
-    return node->start_mark.line + 1;
-}
-
-static const char *node_kind_name(const yaml_node_t *node)
-{
-    switch (node->type) {
-    case YAML_MAPPING_NODE:
-        return "mapping";
-    case YAML_SEQUENCE_NODE:
-        return "sequence";
-    default:
-        return "scalar";
-    }
-}
-
-static const char *scalar_text(const yaml_node_t *node)
-{
-    return (const char *)node->data.scalar.value;
-}
-
-/* A plain ~, null, Null, NULL or nothing at all (YAML 1.2 core schema). */
-static bool node_is_null(const yaml_node_t *node)
-{
-    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
-
-    if (node->type != YAML_SCALAR_NODE ||
-        node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    for (size_t i = 0; i < SG_N_ELEMENTS(nulls); i++) {
-        if (STREQ(scalar_text(node), nulls[i]))
-            return true;
-    }
-    return false;
-}
-
 static yaml_node_t *get_node(struct loader *ld, int id)
 {
     return yaml_document_get_node(ld->doc, id);
@@ -209,7 +173,7 @@ static yaml_node_t *get_node(struct loader *ld, int id)
 static int visit(struct loader *ld, const yaml_node_t *node, const char *key)
 {
     if (++ld->visits > POLICY_MAX_NODES) {
-        lerr(ld, node_line(node), key,
+        lerr(ld, sg_yaml_line(node), key,
              "the policy is too large (more than %u YAML nodes)",
              POLICY_MAX_NODES);
         return -1;
@@ -224,8 +188,8 @@ static int expect_type(struct loader *ld, const yaml_node_t *node,
     if (visit(ld, node, key) < 0)
         return -1;
     if (node->type != type) {
-        lerr(ld, node_line(node), key, "expected a %s, got a %s", what,
-             node_kind_name(node));
+        lerr(ld, sg_yaml_line(node), key, "expected a %s, got a %s", what,
+             sg_yaml_kind_name(node));
         return -1;
     }
     return 0;
@@ -267,19 +231,19 @@ static int check_mapping(struct loader *ld, yaml_node_t *map,
         yaml_node_t *key = get_node(ld, pair->key);
 
         if (key->type != YAML_SCALAR_NODE) {
-            lerr(ld, node_line(key), path, "expected a scalar key, got a %s",
-                 node_kind_name(key));
+            lerr(ld, sg_yaml_line(key), path, "expected a scalar key, got a %s",
+                 sg_yaml_kind_name(key));
             return -1;
         }
         for (yaml_node_pair_t *prev = start; prev < pair; prev++) {
             yaml_node_t *pk = get_node(ld, prev->key);
 
-            if (STREQ(scalar_text(pk), scalar_text(key))) {
+            if (STREQ(sg_yaml_text(pk), sg_yaml_text(key))) {
                 char full[PATH_LEN];
 
-                join(full, path, scalar_text(key));
-                lerr(ld, node_line(key), full, "duplicate %s (first on "
-                     "line %zu)", dup_what, node_line(pk));
+                join(full, path, sg_yaml_text(key));
+                lerr(ld, sg_yaml_line(key), full, "duplicate %s (first on "
+                     "line %zu)", dup_what, sg_yaml_line(pk));
                 return -1;
             }
         }
@@ -290,7 +254,7 @@ static int check_mapping(struct loader *ld, yaml_node_t *map,
 static int unknown_key(struct loader *ld, const yaml_node_t *key,
                        const char *path)
 {
-    lerr(ld, node_line(key), path, "unknown key");
+    lerr(ld, sg_yaml_line(key), path, "unknown key");
     return -1;
 }
 
@@ -302,7 +266,7 @@ static const char *get_text(struct loader *ld, yaml_node_t *node,
 {
     if (expect_type(ld, node, path, YAML_SCALAR_NODE, "string") < 0)
         return NULL;
-    return node_is_null(node) ? "" : scalar_text(node);
+    return sg_yaml_is_null(node) ? "" : sg_yaml_text(node);
 }
 
 static int get_string(struct loader *ld, yaml_node_t *node, const char *path,
@@ -313,12 +277,12 @@ static int get_string(struct loader *ld, yaml_node_t *node, const char *path,
     if (text == NULL)
         return -1;
     if (*text == '\0') {
-        lerr(ld, node_line(node), path, "must not be empty");
+        lerr(ld, sg_yaml_line(node), path, "must not be empty");
         return -1;
     }
     for (const char *c = text; *c != '\0'; c++) {
         if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            lerr(ld, node_line(node), path, "contains a control character");
+            lerr(ld, sg_yaml_line(node), path, "contains a control character");
             return -1;
         }
     }
@@ -350,7 +314,7 @@ static int get_bool(struct loader *ld, yaml_node_t *node, const char *path,
             return 0;
         }
     }
-    lerr(ld, node_line(node), path, "expected true or false, got '%s'",
+    lerr(ld, sg_yaml_line(node), path, "expected true or false, got '%s'",
          text);
     return -1;
 }
@@ -365,12 +329,12 @@ static int get_unsigned(struct loader *ld, yaml_node_t *node,
     if (text == NULL)
         return -1;
     if (*text == '\0') {
-        lerr(ld, node_line(node), path, "expected a number");
+        lerr(ld, sg_yaml_line(node), path, "expected a number");
         return -1;
     }
     for (const char *c = text; *c != '\0'; c++) {
         if (*c < '0' || *c > '9') {
-            lerr(ld, node_line(node), path, "expected a number, got '%s'",
+            lerr(ld, sg_yaml_line(node), path, "expected a number, got '%s'",
                  text);
             return -1;
         }
@@ -379,7 +343,7 @@ static int get_unsigned(struct loader *ld, yaml_node_t *node,
             break;
     }
     if (v < min || v > max) {
-        lerr(ld, node_line(node), path, "must be between %u and %u", min,
+        lerr(ld, sg_yaml_line(node), path, "must be between %u and %u", min,
              max);
         return -1;
     }
@@ -394,7 +358,7 @@ static int get_name(struct loader *ld, const yaml_node_t *node,
     size_t len = strlen(text);
 
     if (len == 0 || len > NAME_MAX_LEN) {
-        lerr(ld, node_line(node), path, "a name must have 1 to %d characters",
+        lerr(ld, sg_yaml_line(node), path, "a name must have 1 to %d characters",
              NAME_MAX_LEN);
         return -1;
     }
@@ -404,7 +368,7 @@ static int get_name(struct loader *ld, const yaml_node_t *node,
                   *c == '.' || *c == ':';
 
         if (!ok) {
-            lerr(ld, node_line(node), path, "invalid name '%s' (letters, "
+            lerr(ld, sg_yaml_line(node), path, "invalid name '%s' (letters, "
                  "digits, '-', '_', '.', ':')", text);
             return -1;
         }
@@ -423,12 +387,12 @@ static int get_glob(struct loader *ld, yaml_node_t *node, const char *path,
     if (text == NULL)
         return -1;
     if (!allow_empty && *text == '\0') {
-        lerr(ld, node_line(node), path, "must not be empty");
+        lerr(ld, sg_yaml_line(node), path, "must not be empty");
         return -1;
     }
     why = sg_glob_problem(text);
     if (why != NULL) {
-        lerr(ld, node_line(node), path, "bad glob '%s': %s", text, why);
+        lerr(ld, sg_yaml_line(node), path, "bad glob '%s': %s", text, why);
         return -1;
     }
     sg_glob_clear(out);
@@ -622,7 +586,7 @@ static int get_quantity(struct loader *ld, yaml_node_t *node,
     if (text == NULL)
         return -1;
     if (sg_policy_parse_quantity(text, millis, out, &why) < 0) {
-        lerr(ld, node_line(node), path, "invalid quantity '%s': %s", text,
+        lerr(ld, sg_yaml_line(node), path, "invalid quantity '%s': %s", text,
              why);
         return -1;
     }
@@ -654,7 +618,7 @@ static int load_algorithms(struct loader *ld, yaml_node_t *node,
     start = node->data.sequence.items.start;
     top = node->data.sequence.items.top;
     if (start == top) {
-        lerr(ld, node_line(node), path, "must not be empty");
+        lerr(ld, sg_yaml_line(node), path, "must not be empty");
         return -1;
     }
     for (yaml_node_item_t *it = start; it < top; it++) {
@@ -674,7 +638,7 @@ static int load_algorithms(struct loader *ld, yaml_node_t *node,
             }
         }
         if (!found) {
-            lerr(ld, node_line(item), ipath, "unsupported algorithm '%s' "
+            lerr(ld, sg_yaml_line(item), ipath, "unsupported algorithm '%s' "
                  "(RS256, ES256, EdDSA)", text);
             return -1;
         }
@@ -693,7 +657,7 @@ static int load_strings(struct loader *ld, yaml_node_t *node,
     start = node->data.sequence.items.start;
     n = (size_t)(node->data.sequence.items.top - start);
     if (n == 0) {
-        lerr(ld, node_line(node), path, "must not be empty");
+        lerr(ld, sg_yaml_line(node), path, "must not be empty");
         return -1;
     }
     strv_free(*out, *n_out);
@@ -753,7 +717,7 @@ static int load_issuer_review(struct loader *ld, const yaml_node_t *key,
     if (get_bool(ld, v, kp, &p->issuer_reviewed[idx]) < 0)
         return -1;
     if (p->issuer_reviewed[idx] && ld->review_line == 0) {
-        ld->review_line = node_line(key);
+        ld->review_line = sg_yaml_line(key);
         ld->review_issuer = idx;
     }
     return 0;
@@ -779,7 +743,7 @@ static int load_issuer(struct loader *ld, yaml_node_t *map, const char *path,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
         int rc;
 
@@ -792,19 +756,19 @@ static int load_issuer(struct loader *ld, yaml_node_t *map, const char *path,
             rc = load_algorithms(ld, v, kp, &c->algorithms);
         } else if (STREQ(k, "jwks_file")) {
             rc = get_string(ld, v, kp, &c->jwks_file);
-            source_line[0] = node_line(key);
+            source_line[0] = sg_yaml_line(key);
         } else if (STREQ(k, "jwks_uri")) {
             rc = get_string(ld, v, kp, &c->jwks_uri);
             if (rc == 0 && !STRPREFIX(c->jwks_uri, "https://") &&
                 !STRPREFIX(c->jwks_uri, "http://")) {
-                lerr(ld, node_line(v), kp, "expected an https:// URL");
+                lerr(ld, sg_yaml_line(v), kp, "expected an https:// URL");
                 rc = -1;
             }
-            source_line[1] = node_line(key);
+            source_line[1] = sg_yaml_line(key);
         } else if (STREQ(k, "discovery")) {
             rc = get_bool(ld, v, kp, &c->discovery);
             if (c->discovery)
-                source_line[2] = node_line(key);
+                source_line[2] = sg_yaml_line(key);
         } else if (STREQ(k, "ca_file")) {
             rc = get_string(ld, v, kp, &c->ca_file);
         } else if (STREQ(k, "clock_skew_s")) {
@@ -818,7 +782,7 @@ static int load_issuer(struct loader *ld, yaml_node_t *map, const char *path,
             for (size_t i = 0; rc == 0 && i < SG_N_ELEMENTS(reserved_prefixes);
                  i++) {
                 if (STRPREFIX(c->subject_prefix, reserved_prefixes[i])) {
-                    lerr(ld, node_line(v), kp, "'%s' is reserved for other "
+                    lerr(ld, sg_yaml_line(v), kp, "'%s' is reserved for other "
                          "kinds of subject", reserved_prefixes[i]);
                     rc = -1;
                 }
@@ -851,7 +815,7 @@ static int load_issuer(struct loader *ld, yaml_node_t *map, const char *path,
             if (have[i])
                 continue;
             join(kp, path, required[i]);
-            lerr(ld, node_line(map), kp, "required");
+            lerr(ld, sg_yaml_line(map), kp, "required");
             return -1;
         }
     }
@@ -870,7 +834,7 @@ static int load_issuer(struct loader *ld, yaml_node_t *map, const char *path,
         return -1;
     }
     if (first_source == SIZE_MAX) {
-        lerr(ld, node_line(map), path, "needs one of jwks_file, jwks_uri "
+        lerr(ld, sg_yaml_line(map), path, "needs one of jwks_file, jwks_uri "
              "or discovery: true");
         return -1;
     }
@@ -889,13 +853,13 @@ static int load_issuer(struct loader *ld, yaml_node_t *map, const char *path,
 
         if (STREQ(o->issuer, c->issuer)) {
             join(kp, path, "issuer");
-            lerr(ld, node_line(map), kp, "issuer '%s' is configured twice",
+            lerr(ld, sg_yaml_line(map), kp, "issuer '%s' is configured twice",
                  c->issuer);
             return -1;
         }
         if (same_prefix(o, c)) {
             join(kp, path, "subject_prefix");
-            lerr(ld, node_line(map), kp, "the subject prefix of issuer '%s' "
+            lerr(ld, sg_yaml_line(map), kp, "the subject prefix of issuer '%s' "
                  "too", o->issuer);
             return -1;
         }
@@ -926,7 +890,7 @@ static int load_token(struct loader *ld, yaml_node_t *map, const char *path,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
 
         join(kp, path, k);
@@ -948,7 +912,7 @@ static int load_token(struct loader *ld, yaml_node_t *map, const char *path,
             /* Never quote it: it is as good as the token to a guesser of
                weak tokens. */
             if (len != 64) {
-                lerr(ld, node_line(v), kp, "expected 64 hexadecimal "
+                lerr(ld, sg_yaml_line(v), kp, "expected 64 hexadecimal "
                      "characters (the SHA-256 of the token)");
                 return -1;
             }
@@ -964,7 +928,7 @@ static int load_token(struct loader *ld, yaml_node_t *map, const char *path,
         char kp[PATH_LEN];
 
         join(kp, path, t->name == NULL ? "name" : "sha256");
-        lerr(ld, node_line(map), kp, "required");
+        lerr(ld, sg_yaml_line(map), kp, "required");
         return -1;
     }
     for (size_t i = 0; i < idx; i++) {
@@ -972,13 +936,13 @@ static int load_token(struct loader *ld, yaml_node_t *map, const char *path,
 
         if (STREQ(ld->p->tokens[i].name, t->name)) {
             join(kp, path, "name");
-            lerr(ld, node_line(map), kp, "duplicate static token name '%s'",
+            lerr(ld, sg_yaml_line(map), kp, "duplicate static token name '%s'",
                  t->name);
             return -1;
         }
         if (memcmp(ld->p->tokens[i].sha256, t->sha256, 32) == 0) {
             join(kp, path, "sha256");
-            lerr(ld, node_line(map), kp, "the same token as '%s'",
+            lerr(ld, sg_yaml_line(map), kp, "the same token as '%s'",
                  ld->p->tokens[i].name);
             return -1;
         }
@@ -996,7 +960,7 @@ static int load_items(struct loader *ld, yaml_node_t *node, const char *path,
     yaml_node_item_t *start;
     size_t n;
 
-    if (node_is_null(node))
+    if (sg_yaml_is_null(node))
         return 0;
     if (expect_type(ld, node, path, YAML_SEQUENCE_NODE, "sequence") < 0)
         return -1;
@@ -1035,13 +999,13 @@ static int check_token_review(struct loader *ld, const yaml_node_t *map,
         return -1;
     }
     if (!t->in_cluster && t->kubeconfig == NULL) {
-        lerr(ld, node_line(map), path, "needs in_cluster: true or "
+        lerr(ld, sg_yaml_line(map), path, "needs in_cluster: true or "
              "kubeconfig");
         return -1;
     }
     if (t->context != NULL && t->kubeconfig == NULL) {
         join(kp, path, "context");
-        lerr(ld, node_line(map), kp, "needs kubeconfig");
+        lerr(ld, sg_yaml_line(map), kp, "needs kubeconfig");
         return -1;
     }
     return 0;
@@ -1069,7 +1033,7 @@ static int load_token_review(struct loader *ld, yaml_node_t *map,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
         int rc;
 
@@ -1078,7 +1042,7 @@ static int load_token_review(struct loader *ld, yaml_node_t *map,
             rc = get_bool(ld, v, kp, &t->in_cluster);
         } else if (STREQ(k, "kubeconfig")) {
             rc = get_string(ld, v, kp, &t->kubeconfig);
-            kubeconfig_line = node_line(key);
+            kubeconfig_line = sg_yaml_line(key);
         } else if (STREQ(k, "context")) {
             rc = get_string(ld, v, kp, &t->context);
         } else if (STREQ(k, "audiences")) {
@@ -1100,7 +1064,7 @@ static int load_token_review(struct loader *ld, yaml_node_t *map,
 
 static int load_authentication(struct loader *ld, yaml_node_t *map)
 {
-    if (node_is_null(map))
+    if (sg_yaml_is_null(map))
         return 0;
     if (check_mapping(ld, map, "authentication", "key") < 0)
         return -1;
@@ -1108,7 +1072,7 @@ static int load_authentication(struct loader *ld, yaml_node_t *map)
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
         int rc;
 
@@ -1160,7 +1124,7 @@ static int load_op(struct loader *ld, yaml_node_t *map, const char *path,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
 
         join(kp, path, k);
@@ -1168,7 +1132,7 @@ static int load_op(struct loader *ld, yaml_node_t *map, const char *path,
             if (get_glob_list(ld, v, kp, &op->permissions) < 0)
                 return -1;
             if (op->permissions.n == 0) {
-                lerr(ld, node_line(v), kp, "must not be empty");
+                lerr(ld, sg_yaml_line(v), kp, "must not be empty");
                 return -1;
             }
             /* A permission no RPC checks is a typo that grants nothing. */
@@ -1181,7 +1145,7 @@ static int load_op(struct loader *ld, yaml_node_t *map, const char *path,
                                            ld->p->perms[j]);
                 if (!used) {
                     join_index(ip, kp, i);
-                    lerr(ld, node_line(v), ip, "'%s' matches no permission "
+                    lerr(ld, sg_yaml_line(v), ip, "'%s' matches no permission "
                          "of the API", op->permissions.items[i].text);
                     return -1;
                 }
@@ -1199,7 +1163,7 @@ static int load_op(struct loader *ld, yaml_node_t *map, const char *path,
             } else if (STREQ(text, "any")) {
                 op->reach = SG_REACH_ANY;
             } else {
-                lerr(ld, node_line(v), kp, "expected own, tenant or any, "
+                lerr(ld, sg_yaml_line(v), kp, "expected own, tenant or any, "
                      "got '%s'", text);
                 return -1;
             }
@@ -1211,7 +1175,7 @@ static int load_op(struct loader *ld, yaml_node_t *map, const char *path,
         char kp[PATH_LEN];
 
         join(kp, path, "permissions");
-        lerr(ld, node_line(map), kp, "required");
+        lerr(ld, sg_yaml_line(map), kp, "required");
         return -1;
     }
     return 0;
@@ -1263,7 +1227,7 @@ static int load_source(struct loader *ld, yaml_node_t *map, const char *path,
     for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
         bool found = false;
 
@@ -1283,7 +1247,7 @@ static int load_source(struct loader *ld, yaml_node_t *map, const char *path,
         char kp[PATH_LEN];
 
         join(kp, path, "kind");
-        lerr(ld, node_line(map), kp, "required");
+        lerr(ld, sg_yaml_line(map), kp, "required");
         return -1;
     }
     /* A field left out allows only the empty value, as lists do. */
@@ -1305,7 +1269,7 @@ static int load_credentials(struct loader *ld, yaml_node_t *map,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
 
         join(kp, path, k);
@@ -1366,7 +1330,7 @@ static int load_node_selector(struct loader *ld, yaml_node_t *map,
         yaml_node_t *key = get_node(ld, start[i].key);
         char kp[PATH_LEN];
 
-        join(kp, path, scalar_text(key));
+        join(kp, path, sg_yaml_text(key));
         if (get_glob(ld, key, kp, false, &r->node_selector[i].key) < 0 ||
             get_glob_list(ld, get_node(ld, start[i].value), kp,
                           &r->node_selector[i].values) < 0)
@@ -1415,7 +1379,7 @@ static int load_driver_config(struct loader *ld, yaml_node_t *map,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
         int rc = 0;
 
@@ -1450,10 +1414,10 @@ static int load_role(struct loader *ld, yaml_node_t *key, yaml_node_t *map,
     struct sg_policy_role *r = cur_role(ld, idx);
     char path[PATH_LEN];
 
-    join(path, "roles", scalar_text(key));
-    if (get_name(ld, key, path, scalar_text(key)) < 0)
+    join(path, "roles", sg_yaml_text(key));
+    if (get_name(ld, key, path, sg_yaml_text(key)) < 0)
         return -1;
-    r->name = strdup(scalar_text(key));
+    r->name = strdup(sg_yaml_text(key));
     if (r->name == NULL) {
         report_no_memory(ld->err);
         return -1;
@@ -1464,7 +1428,7 @@ static int load_role(struct loader *ld, yaml_node_t *key, yaml_node_t *map,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *k_node = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(k_node);
+        const char *k = sg_yaml_text(k_node);
         char kp[PATH_LEN];
         int rc = 0;
 
@@ -1493,7 +1457,7 @@ static int load_roles(struct loader *ld, yaml_node_t *map)
     yaml_node_pair_t *start;
     size_t n;
 
-    if (node_is_null(map))
+    if (sg_yaml_is_null(map))
         return 0;
     if (check_mapping(ld, map, "roles", "role") < 0)
         return -1;
@@ -1502,7 +1466,7 @@ static int load_roles(struct loader *ld, yaml_node_t *map)
     if (n == 0)
         return 0;
     if (n > SG_POLICY_MAX_ROLES) {
-        lerr(ld, node_line(map), "roles", "too many roles (at most %d)",
+        lerr(ld, sg_yaml_line(map), "roles", "too many roles (at most %d)",
              SG_POLICY_MAX_ROLES);
         return -1;
     }
@@ -1546,7 +1510,7 @@ static int load_matcher(struct loader *ld, yaml_node_t *map, const char *path,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
         unsigned bit = 0;
         unsigned others;
@@ -1570,7 +1534,7 @@ static int load_matcher(struct loader *ld, yaml_node_t *map, const char *path,
                     break;
                 }
             }
-            lerr(ld, node_line(key), kp, "cannot be combined with '%s' in "
+            lerr(ld, sg_yaml_line(key), kp, "cannot be combined with '%s' in "
                  "one subject", first);
             return -1;
         }
@@ -1590,10 +1554,10 @@ static int load_matcher(struct loader *ld, yaml_node_t *map, const char *path,
         if (rc < 0)
             return -1;
         if (bit == SG_MATCH_SUBJECT)
-            subject_line = node_line(key);
+            subject_line = sg_yaml_line(key);
     }
     if (m->keys == 0) {
-        lerr(ld, node_line(map), path, "empty subject matcher");
+        lerr(ld, sg_yaml_line(map), path, "empty subject matcher");
         return -1;
     }
     /* Without an issuer, "subject" would match any issuer's subjects. */
@@ -1623,7 +1587,7 @@ static int load_binding_roles(struct loader *ld, yaml_node_t *node,
     start = node->data.sequence.items.start;
     n = (size_t)(node->data.sequence.items.top - start);
     if (n == 0) {
-        lerr(ld, node_line(node), path, "must name at least one role");
+        lerr(ld, sg_yaml_line(node), path, "must name at least one role");
         return -1;
     }
     b->roles = calloc(n, sizeof(*b->roles));
@@ -1649,7 +1613,7 @@ static int load_binding_roles(struct loader *ld, yaml_node_t *node,
             }
         }
         if (!found) {
-            lerr(ld, node_line(item), ip, "unknown role '%s'", name);
+            lerr(ld, sg_yaml_line(item), ip, "unknown role '%s'", name);
             return -1;
         }
     }
@@ -1667,7 +1631,7 @@ static int load_binding(struct loader *ld, yaml_node_t *map, const char *path,
          pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key = get_node(ld, pair->key);
         yaml_node_t *v = get_node(ld, pair->value);
-        const char *k = scalar_text(key);
+        const char *k = sg_yaml_text(key);
         char kp[PATH_LEN];
 
         join(kp, path, k);
@@ -1683,7 +1647,7 @@ static int load_binding(struct loader *ld, yaml_node_t *map, const char *path,
             start = v->data.sequence.items.start;
             n = (size_t)(v->data.sequence.items.top - start);
             if (n == 0) {
-                lerr(ld, node_line(v), kp, "must name at least one subject");
+                lerr(ld, sg_yaml_line(v), kp, "must name at least one subject");
                 return -1;
             }
             b->subjects = calloc(n, sizeof(*b->subjects));
@@ -1708,7 +1672,7 @@ static int load_binding(struct loader *ld, yaml_node_t *map, const char *path,
         char kp[PATH_LEN];
 
         join(kp, path, b->roles == NULL ? "roles" : "subjects");
-        lerr(ld, node_line(map), kp, "required");
+        lerr(ld, sg_yaml_line(map), kp, "required");
         return -1;
     }
     return 0;
@@ -1771,13 +1735,13 @@ static int load_root(struct loader *ld, yaml_node_t *root)
         bool found = false;
 
         for (size_t i = 0; i < SG_N_ELEMENTS(names) && !found; i++) {
-            if (STREQ(scalar_text(key), names[i])) {
+            if (STREQ(sg_yaml_text(key), names[i])) {
                 sections[i] = get_node(ld, pair->value);
                 found = true;
             }
         }
         if (!found)
-            return unknown_key(ld, key, scalar_text(key));
+            return unknown_key(ld, key, sg_yaml_text(key));
     }
     /* Roles before bindings, whatever the order in the file. */
     if (sections[0] != NULL && load_authentication(ld, sections[0]) < 0)
@@ -1841,7 +1805,7 @@ static int load_document(struct loader *ld, yaml_parser_t *parser)
     root = yaml_document_get_root_node(&doc);
     /* An empty file is a truncated write far more often than a wish to
        deny everything, so it does not replace the policy in force. */
-    if (root == NULL || node_is_null(root)) {
+    if (root == NULL || sg_yaml_is_null(root)) {
         lerr(ld, 1, NULL, "the policy is empty");
         goto cleanup;
     }

@@ -17,6 +17,7 @@
 #include "internal.h"
 
 #include "server_config.h"
+#include "yaml_node.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,7 +30,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <yaml.h>
 #include <jansson.h>
 #include <math.h>
 
@@ -807,43 +807,6 @@ static bool is_section(const struct cfg_key *keys, size_t n_keys,
     return false;
 }
 
-static size_t node_line(const yaml_node_t *node)
-{
-    return node->start_mark.line + 1;
-}
-
-static const char *node_kind_name(const yaml_node_t *node)
-{
-    switch (node->type) {
-    case YAML_MAPPING_NODE:
-        return "mapping";
-    case YAML_SEQUENCE_NODE:
-        return "sequence";
-    default:
-        return "scalar";
-    }
-}
-
-static const char *scalar_text(const yaml_node_t *node)
-{
-    return (const char *)node->data.scalar.value;
-}
-
-/* A plain ~, null, Null, NULL or nothing at all (YAML 1.2 core schema). */
-static bool node_is_null(const yaml_node_t *node)
-{
-    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
-
-    if (node->type != YAML_SCALAR_NODE ||
-        node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    for (size_t i = 0; i < SG_N_ELEMENTS(nulls); i++) {
-        if (STREQ(scalar_text(node), nulls[i]))
-            return true;
-    }
-    return false;
-}
-
 static int load_mapping(struct cfg_loader *ld, const struct cfg_key *keys,
                         size_t n_keys, void *base, yaml_node_t *map,
                         const char *root, const char *section);
@@ -853,7 +816,7 @@ static int load_listener(struct cfg_loader *ld, yaml_node_t *item,
                          size_t idx, struct sg_listener_config *l)
 {
     char root[CFG_ROOT_MAX];
-    struct cfg_loc loc = {.file = ld->name, .line = node_line(item),
+    struct cfg_loc loc = {.file = ld->name, .line = sg_yaml_line(item),
                           .key = root};
 
     snprintf(root, sizeof(root), "listeners[%zu]", idx);
@@ -862,7 +825,7 @@ static int load_listener(struct cfg_loader *ld, yaml_node_t *item,
         return -1;
     if (item->type != YAML_MAPPING_NODE) {
         cfg_error(&loc, ld->err, "expected a mapping, got a %s",
-                  node_kind_name(item));
+                  sg_yaml_kind_name(item));
         return -1;
     }
     if (load_mapping(ld, listener_keys, SG_N_ELEMENTS(listener_keys), l, item,
@@ -890,9 +853,9 @@ static int load_listeners(struct cfg_loader *ld, yaml_node_t *node,
     if (node->type == YAML_SEQUENCE_NODE) {
         n = (size_t)(node->data.sequence.items.top -
                      node->data.sequence.items.start);
-    } else if (!node_is_null(node)) {
+    } else if (!sg_yaml_is_null(node)) {
         cfg_error(loc, ld->err, "expected a sequence, got a %s",
-                  node_kind_name(node));
+                  sg_yaml_kind_name(node));
         goto cleanup;
     }
     if (n > 0) {
@@ -932,7 +895,7 @@ static json_t *yaml_to_json(struct cfg_loader *ld, yaml_node_t *node,
     json_t *out = NULL;
 
     if (node->type == YAML_SCALAR_NODE) {
-        const char *text = scalar_text(node);
+        const char *text = sg_yaml_text(node);
         unsigned long long u;
         bool b;
         char *end;
@@ -940,7 +903,7 @@ static json_t *yaml_to_json(struct cfg_loader *ld, yaml_node_t *node,
 
         if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
             return json_string(text);
-        if (node_is_null(node))
+        if (sg_yaml_is_null(node))
             return json_null();
         if (parse_bool(text, &b) == 0)
             return json_boolean(b);
@@ -974,16 +937,16 @@ static json_t *yaml_to_json(struct cfg_loader *ld, yaml_node_t *node,
 
         if (key->type != YAML_SCALAR_NODE) {
             cfg_error(loc, ld->err, "expected a scalar key, got a %s",
-                      node_kind_name(key));
+                      sg_yaml_kind_name(key));
             goto fail;
         }
-        if (json_object_get(out, scalar_text(key)) != NULL) {
+        if (json_object_get(out, sg_yaml_text(key)) != NULL) {
             cfg_error(loc, ld->err, "duplicate key '%.*s' on line %zu",
-                      CFG_QUOTE_MAX, scalar_text(key), node_line(key));
+                      CFG_QUOTE_MAX, sg_yaml_text(key), sg_yaml_line(key));
             goto fail;
         }
         v = yaml_to_json(ld, yaml_document_get_node(ld->doc, p->value), loc);
-        if (v == NULL || json_object_set_new(out, scalar_text(key), v) < 0)
+        if (v == NULL || json_object_set_new(out, sg_yaml_text(key), v) < 0)
             goto fail;
     }
     if (out != NULL)
@@ -1005,13 +968,13 @@ static int load_json(struct cfg_loader *ld, const struct cfg_key *k,
     int ret;
 
     /* An empty mapping is the same as none: the driver gets "{}". */
-    if (node_is_null(node) ||
+    if (sg_yaml_is_null(node) ||
         (node->type == YAML_MAPPING_NODE &&
          node->data.mapping.pairs.top == node->data.mapping.pairs.start))
         return set_string(base, k, NULL, ld->err);
     if (node->type != YAML_MAPPING_NODE) {
         cfg_error(loc, ld->err, "expected a mapping, got a %s",
-                  node_kind_name(node));
+                  sg_yaml_kind_name(node));
         return -1;
     }
     obj = yaml_to_json(ld, node, loc);
@@ -1032,10 +995,10 @@ static int load_value(struct cfg_loader *ld, const struct cfg_key *k,
         return load_json(ld, k, base, node, loc);
     if (node->type != YAML_SCALAR_NODE) {
         cfg_error(loc, ld->err, "expected %s, got a %s",
-                  kind_expected[k->kind], node_kind_name(node));
+                  kind_expected[k->kind], sg_yaml_kind_name(node));
         return -1;
     }
-    return set_scalar(base, k, scalar_text(node), node_is_null(node), loc,
+    return set_scalar(base, k, sg_yaml_text(node), sg_yaml_is_null(node), loc,
                       ld->err);
 }
 
@@ -1056,7 +1019,7 @@ static int load_mapping(struct cfg_loader *ld, const struct cfg_key *keys,
         yaml_node_t *value = yaml_document_get_node(ld->doc, pair->value);
         char path[CFG_PATH_MAX];                 /* below the table's root */
         char shown[CFG_ROOT_MAX + CFG_PATH_MAX]; /* in messages */
-        struct cfg_loc loc = {.file = ld->name, .line = node_line(key),
+        struct cfg_loc loc = {.file = ld->name, .line = sg_yaml_line(key),
                               .key = shown};
         const struct cfg_key *k;
         const char *name;
@@ -1068,10 +1031,10 @@ static int load_mapping(struct cfg_loader *ld, const struct cfg_key *keys,
             if (*shown == '\0')
                 loc.key = NULL;
             cfg_error(&loc, ld->err, "expected a scalar key, got a %s",
-                      node_kind_name(key));
+                      sg_yaml_kind_name(key));
             return -1;
         }
-        name = scalar_text(key);
+        name = sg_yaml_text(key);
         len = snprintf(path, sizeof(path), "%s%s%s", section,
                        *section != '\0' ? "." : "", name);
         snprintf(shown, sizeof(shown), "%s%s%s", root,
@@ -1088,25 +1051,25 @@ static int load_mapping(struct cfg_loader *ld, const struct cfg_key *keys,
                                                            prev->key);
 
             if (prev_key->type == YAML_SCALAR_NODE &&
-                STREQ(scalar_text(prev_key), name)) {
+                STREQ(sg_yaml_text(prev_key), name)) {
                 cfg_error(&loc, ld->err, "duplicate key (first on line %zu)",
-                          node_line(prev_key));
+                          sg_yaml_line(prev_key));
                 return -1;
             }
         }
 
         k = find_key(keys, n_keys, path);
         if (k != NULL) {
-            loc.line = node_line(value);
+            loc.line = sg_yaml_line(value);
             if (load_value(ld, k, base, value, &loc) < 0)
                 return -1;
         } else if (is_section(keys, n_keys, path)) {
-            if (node_is_null(value))
+            if (sg_yaml_is_null(value))
                 continue; /* "server:" with nothing below it */
             if (value->type != YAML_MAPPING_NODE) {
-                loc.line = node_line(value);
+                loc.line = sg_yaml_line(value);
                 cfg_error(&loc, ld->err, "expected a mapping, got a %s",
-                          node_kind_name(value));
+                          sg_yaml_kind_name(value));
                 return -1;
             }
             if (load_mapping(ld, keys, n_keys, base, value, root, path) < 0)
@@ -1168,12 +1131,12 @@ static int load_parser(struct sg_config *cfg, const char *name,
 
     /* No root (empty file, comments only) or a null one: all defaults. */
     root = yaml_document_get_root_node(&doc);
-    if (root != NULL && !node_is_null(root)) {
+    if (root != NULL && !sg_yaml_is_null(root)) {
         if (root->type != YAML_MAPPING_NODE) {
-            struct cfg_loc loc = {.file = name, .line = node_line(root)};
+            struct cfg_loc loc = {.file = name, .line = sg_yaml_line(root)};
 
             cfg_error(&loc, err, "expected a mapping at the top level, got "
-                      "a %s", node_kind_name(root));
+                      "a %s", sg_yaml_kind_name(root));
             goto cleanup;
         }
         if (load_mapping(&ld, config_keys, SG_N_ELEMENTS(config_keys), cfg,
