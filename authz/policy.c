@@ -403,27 +403,53 @@ static int get_glob(struct loader *ld, yaml_node_t *node, const char *path,
     return 0;
 }
 
+/*
+ * The sequence at node, with a zeroed array of as many elements of size
+ * elem in *arr (NULL for none) and its items in *items. if_empty: the
+ * message an empty sequence gets, or NULL when one is allowed. Returns
+ * the count, or -1 (reported).
+ */
+static long sequence_array(struct loader *ld, yaml_node_t *node,
+                           const char *path, size_t elem,
+                           const char *if_empty, void **arr,
+                           yaml_node_item_t **items)
+{
+    size_t n;
+
+    *arr = NULL;
+    if (expect_type(ld, node, path, YAML_SEQUENCE_NODE, "sequence") < 0)
+        return -1;
+    *items = node->data.sequence.items.start;
+    n = (size_t)(node->data.sequence.items.top - *items);
+    if (n == 0 && if_empty) {
+        lerr(ld, sg_yaml_line(node), path, "%s", if_empty);
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    *arr = calloc(n, elem);
+    if (*arr == NULL) {
+        report_no_memory(ld->err);
+        return -1;
+    }
+    return (long)n;
+}
+
 static int get_glob_list(struct loader *ld, yaml_node_t *node,
                          const char *path, struct sg_glob_list *out)
 {
     yaml_node_item_t *start;
-    size_t n;
+    void *arr;
+    long n = sequence_array(ld, node, path, sizeof(*out->items), NULL, &arr,
+                            &start);
 
-    if (expect_type(ld, node, path, YAML_SEQUENCE_NODE, "sequence") < 0)
+    if (n < 0)
         return -1;
-    start = node->data.sequence.items.start;
-    n = (size_t)(node->data.sequence.items.top - start);
     glob_list_clear(out);
     out->set = true;
-    if (n == 0)
-        return 0;
-    out->items = calloc(n, sizeof(*out->items));
-    if (out->items == NULL) {
-        report_no_memory(ld->err);
-        return -1;
-    }
-    out->n = n;
-    for (size_t i = 0; i < n; i++) {
+    out->items = arr;
+    out->n = (size_t)n;
+    for (size_t i = 0; i < out->n; i++) {
         char ipath[PATH_LEN];
 
         join_index(ipath, path, i);
@@ -650,25 +676,16 @@ static int load_strings(struct loader *ld, yaml_node_t *node,
                         const char *path, char ***out, size_t *n_out)
 {
     yaml_node_item_t *start;
-    size_t n;
+    void *arr;
+    long n = sequence_array(ld, node, path, sizeof(**out),
+                            "must not be empty", &arr, &start);
 
-    if (expect_type(ld, node, path, YAML_SEQUENCE_NODE, "sequence") < 0)
+    if (n < 0)
         return -1;
-    start = node->data.sequence.items.start;
-    n = (size_t)(node->data.sequence.items.top - start);
-    if (n == 0) {
-        lerr(ld, sg_yaml_line(node), path, "must not be empty");
-        return -1;
-    }
     strv_free(*out, *n_out);
-    *n_out = 0;
-    *out = calloc(n, sizeof(**out));
-    if (*out == NULL) {
-        report_no_memory(ld->err);
-        return -1;
-    }
-    *n_out = n;
-    for (size_t i = 0; i < n; i++) {
+    *out = arr;
+    *n_out = (size_t)n;
+    for (size_t i = 0; i < *n_out; i++) {
         char ipath[PATH_LEN];
 
         join_index(ipath, path, i);
@@ -958,23 +975,15 @@ static int load_items(struct loader *ld, yaml_node_t *node, const char *path,
                                 size_t))
 {
     yaml_node_item_t *start;
-    size_t n;
+    long n;
 
     if (sg_yaml_is_null(node))
         return 0;
-    if (expect_type(ld, node, path, YAML_SEQUENCE_NODE, "sequence") < 0)
+    n = sequence_array(ld, node, path, elem, NULL, arr, &start);
+    if (n < 0)
         return -1;
-    start = node->data.sequence.items.start;
-    n = (size_t)(node->data.sequence.items.top - start);
-    if (n == 0)
-        return 0;
-    *arr = calloc(n, elem);
-    if (*arr == NULL) {
-        report_no_memory(ld->err);
-        return -1;
-    }
-    *n_out = n;
-    for (size_t i = 0; i < n; i++) {
+    *n_out = (size_t)n;
+    for (size_t i = 0; i < (size_t)n; i++) {
         char ipath[PATH_LEN];
 
         join_index(ipath, path, i);
@@ -1185,21 +1194,15 @@ static int load_ops(struct loader *ld, yaml_node_t *node, const char *path,
                     struct sg_policy_role *r)
 {
     yaml_node_item_t *start;
-    size_t n;
+    void *arr;
+    long n = sequence_array(ld, node, path, sizeof(*r->ops), NULL, &arr,
+                            &start);
 
-    if (expect_type(ld, node, path, YAML_SEQUENCE_NODE, "sequence") < 0)
+    if (n < 0)
         return -1;
-    start = node->data.sequence.items.start;
-    n = (size_t)(node->data.sequence.items.top - start);
-    if (n == 0)
-        return 0;
-    r->ops = calloc(n, sizeof(*r->ops));
-    if (r->ops == NULL) {
-        report_no_memory(ld->err);
-        return -1;
-    }
-    r->n_ops = n;
-    for (size_t i = 0; i < n; i++) {
+    r->ops = arr;
+    r->n_ops = (size_t)n;
+    for (size_t i = 0; i < r->n_ops; i++) {
         char ipath[PATH_LEN];
 
         join_index(ipath, path, i);
@@ -1278,21 +1281,15 @@ static int load_credentials(struct loader *ld, yaml_node_t *map,
                 return -1;
         } else if (STREQ(k, "sources")) {
             yaml_node_item_t *start;
-            size_t n;
+            void *arr;
+            long n = sequence_array(ld, v, kp, sizeof(*r->sources), NULL,
+                                    &arr, &start);
 
-            if (expect_type(ld, v, kp, YAML_SEQUENCE_NODE, "sequence") < 0)
+            if (n < 0)
                 return -1;
-            start = v->data.sequence.items.start;
-            n = (size_t)(v->data.sequence.items.top - start);
-            if (n == 0)
-                continue;
-            r->sources = calloc(n, sizeof(*r->sources));
-            if (r->sources == NULL) {
-                report_no_memory(ld->err);
-                return -1;
-            }
-            r->n_sources = n;
-            for (size_t i = 0; i < n; i++) {
+            r->sources = arr;
+            r->n_sources = (size_t)n;
+            for (size_t i = 0; i < r->n_sources; i++) {
                 char ip[PATH_LEN];
 
                 join_index(ip, kp, i);
@@ -1580,23 +1577,15 @@ static int load_binding_roles(struct loader *ld, yaml_node_t *node,
                               const char *path, struct sg_policy_binding *b)
 {
     yaml_node_item_t *start;
-    size_t n;
+    void *arr;
+    long n = sequence_array(ld, node, path, sizeof(*b->roles),
+                            "must name at least one role", &arr, &start);
 
-    if (expect_type(ld, node, path, YAML_SEQUENCE_NODE, "sequence") < 0)
+    if (n < 0)
         return -1;
-    start = node->data.sequence.items.start;
-    n = (size_t)(node->data.sequence.items.top - start);
-    if (n == 0) {
-        lerr(ld, sg_yaml_line(node), path, "must name at least one role");
-        return -1;
-    }
-    b->roles = calloc(n, sizeof(*b->roles));
-    if (b->roles == NULL) {
-        report_no_memory(ld->err);
-        return -1;
-    }
-    b->n_roles = n;
-    for (size_t i = 0; i < n; i++) {
+    b->roles = arr;
+    b->n_roles = (size_t)n;
+    for (size_t i = 0; i < b->n_roles; i++) {
         yaml_node_t *item = get_node(ld, start[i]);
         char ip[PATH_LEN];
         const char *name;
@@ -1640,23 +1629,16 @@ static int load_binding(struct loader *ld, yaml_node_t *map, const char *path,
                 return -1;
         } else if (STREQ(k, "subjects")) {
             yaml_node_item_t *start;
-            size_t n;
+            void *arr;
+            long n = sequence_array(ld, v, kp, sizeof(*b->subjects),
+                                    "must name at least one subject", &arr,
+                                    &start);
 
-            if (expect_type(ld, v, kp, YAML_SEQUENCE_NODE, "sequence") < 0)
+            if (n < 0)
                 return -1;
-            start = v->data.sequence.items.start;
-            n = (size_t)(v->data.sequence.items.top - start);
-            if (n == 0) {
-                lerr(ld, sg_yaml_line(v), kp, "must name at least one subject");
-                return -1;
-            }
-            b->subjects = calloc(n, sizeof(*b->subjects));
-            if (b->subjects == NULL) {
-                report_no_memory(ld->err);
-                return -1;
-            }
-            b->n_subjects = n;
-            for (size_t i = 0; i < n; i++) {
+            b->subjects = arr;
+            b->n_subjects = (size_t)n;
+            for (size_t i = 0; i < b->n_subjects; i++) {
                 char ip[PATH_LEN];
 
                 join_index(ip, kp, i);
