@@ -23,6 +23,7 @@
 #include "k8s_client.h"
 #include "k8s_config.h"
 #include "k8s_events.h"
+#include "k8s_informer.h"
 #include "k8s_objects.h"
 #include "strmap.h"
 
@@ -46,23 +47,15 @@ struct kd_obj {
     uint64_t touched; /* drv->seq at its last update */
 };
 
-enum kd_ns_phase { NS_IDLE, NS_LISTING, NS_WATCHING, NS_BACKOFF };
-
 /* An informer: one namespace ("" = every namespace). */
 struct kd_ns {
     struct kd_driver *drv;
     struct kd_ns *next;
     char name[64];
-    char rv[32];
-    char *cont;             /* list continue token */
-    enum kd_ns_phase phase;
+    struct k8s_informer *inf;
     bool synced;            /* one full list done */
-    bool relist;            /* the next start lists (410, first start) */
-    uint32_t failures;
-    struct k8s_call *call;
     struct sg_strmap *seen; /* ids of the list in progress */
     uint64_t list_seq;      /* drv->seq when that list began */
-    uv_timer_t timer;
 };
 
 enum kd_op_kind { OP_CREATE, OP_REMOVE, OP_GET, OP_LIST, OP_ANSWER };
@@ -108,7 +101,7 @@ struct kd_driver {
     bool closing;
 };
 
-static void ns_start(struct kd_ns *ns);
+static struct k8s_informer *ns_informer(struct kd_ns *ns);
 static void ops_sync_check(struct kd_driver *drv);
 static int remove_send(struct kd_op *op);
 
@@ -332,19 +325,18 @@ static struct kd_ns *ns_add(struct kd_driver *drv, const char *name, bool save)
     ns = calloc(1, sizeof(*ns));
     if (ns == NULL)
         return NULL;
-    if (uv_timer_init(drv->loop, &ns->timer) < 0) {
+    ns->drv = drv;
+    snprintf(ns->name, sizeof(ns->name), "%s", name);
+    ns->inf = ns_informer(ns);
+    if (ns->inf == NULL) {
         free(ns);
         return NULL;
     }
-    ns->timer.data = ns;
-    ns->drv = drv;
-    ns->relist = true;
-    snprintf(ns->name, sizeof(ns->name), "%s", name);
     ns->next = drv->nss;
     drv->nss = ns;
     if (save)
         ns_save(drv);
-    ns_start(ns);
+    k8s_informer_start(ns->inf);
     return ns;
 }
 
@@ -561,104 +553,42 @@ static void ns_sweep(struct kd_ns *ns)
     free(s.ids);
 }
 
-/* ---- informers ---- */
+/* ---- informers (k8s_informer.h) ---- */
 
-static void ns_retry_cb(uv_timer_t *t)
+static void on_list_began(void *opaque)
 {
-    struct kd_ns *ns = t->data;
+    struct kd_ns *ns = opaque;
 
-    ns->phase = NS_IDLE;
-    ns_start(ns);
+    sg_strmap_free(ns->seen);
+    ns->seen = sg_strmap_new();
+    ns->list_seq = ns->drv->seq;
 }
 
-static void ns_backoff(struct kd_ns *ns, const char *why)
+static void on_list_object(void *opaque, json_t *item)
 {
-    struct kd_driver *drv = ns->drv;
-    uint64_t ms;
+    struct kd_ns *ns = opaque;
+    struct k8s_observed o;
 
-    ns->failures++;
-    ms = k8s_backoff_ms(ns->failures, drv->settings.retry_base_ms,
-                        drv->settings.retry_max_ms, 0, (uint32_t)random());
-    LOG(drv, ns->failures > 3 ? SG_DRIVER_LOG_WARN : SG_DRIVER_LOG_DEBUG,
-        "namespace '%s': %s; again in %llu ms",
-        ns->name[0] != '\0' ? ns->name : "*", why, (unsigned long long)ms);
-    ns->phase = NS_BACKOFF;
-    ns->call = NULL;
-    uv_timer_start(&ns->timer, ns_retry_cb, ms, 0);
+    if (ns->seen == NULL)
+        ns->seen = sg_strmap_new();
+    if (k8s_sandbox_observe(item, &o) < 0)
+        return;
+    if (o.id[0] != '\0' && ns->seen != NULL &&
+        sg_strmap_put(ns->seen, o.id, ns) < 0)
+        return;
+    cache_upsert(ns->drv, &o);
 }
 
-static void ns_list_page(struct kd_ns *ns);
-
-static void on_list_page(void *opaque, const struct k8s_response *r)
+static void on_list_done(void *opaque)
 {
     struct kd_ns *ns = opaque;
     struct kd_driver *drv = ns->drv;
-    json_t *j = NULL;
-    json_t *items;
-    json_t *meta;
-    json_t *item;
-    size_t i;
-    const char *cont;
-    char reason[64], msg[256], why[400];
 
-    ns->call = NULL;
-    if (r->status != 200) {
-        status_text(r, reason, sizeof(reason), msg, sizeof(msg), NULL);
-        if (r->status == 410) {
-            /* An expired continue token: start the list over. */
-            free(ns->cont);
-            ns->cont = NULL;
-            sg_strmap_free(ns->seen);
-            ns->seen = NULL;
-        }
-        snprintf(why, sizeof(why), "list: HTTP %ld %s %s", r->status, reason,
-                 msg);
-        ns_backoff(ns, why);
-        return;
-    }
-    j = json_loads(r->body, 0, NULL);
-    items = json_object_get(j, "items");
-    meta = json_object_get(j, "metadata");
-    if (j == NULL || !json_is_array(items)) {
-        json_decref(j);
-        ns_backoff(ns, "list: not a SandboxList");
-        return;
-    }
-    if (ns->seen == NULL)
-        ns->seen = sg_strmap_new();
-    json_array_foreach(items, i, item)
-    {
-        struct k8s_observed o;
-
-        if (k8s_sandbox_observe(item, &o) < 0)
-            continue;
-        if (o.id[0] != '\0' && ns->seen != NULL &&
-            sg_strmap_put(ns->seen, o.id, ns) < 0)
-            continue;
-        cache_upsert(drv, &o);
-    }
-    cont = json_string_value(json_object_get(meta, "continue"));
-    free(ns->cont);
-    ns->cont = cont != NULL && cont[0] != '\0' ? strdup(cont) : NULL;
-    if (ns->cont != NULL) {
-        json_decref(j);
-        ns_list_page(ns);
-        return;
-    }
-    snprintf(ns->rv, sizeof(ns->rv), "%s",
-             json_is_string(json_object_get(meta, "resourceVersion"))
-                 ? json_string_value(json_object_get(meta, "resourceVersion"))
-                 : "");
-    json_decref(j);
     if (ns->seen != NULL)
         ns_sweep(ns);
     sg_strmap_free(ns->seen);
     ns->seen = NULL;
-    ns->relist = false;
-    ns->failures = 0;
     ns->synced = true;
-    ns->phase = NS_IDLE;
-    ns_start(ns);
     /* Pod events name pods: resolvable once the Sandboxes are known. */
     if (k8s_events_watch_namespace(drv->events, ns->name) < 0)
         LOG(drv, SG_DRIVER_LOG_WARN, "cannot watch the events of '%s'",
@@ -666,157 +596,58 @@ static void on_list_page(void *opaque, const struct k8s_response *r)
     ops_sync_check(drv);
 }
 
-static void ns_list_page(struct kd_ns *ns)
-{
-    struct kd_driver *drv = ns->drv;
-    char coll[256], sel[800], path[PATH_BUF];
-    struct k8s_request req = {.method = "GET", .path = path};
-
-    collection_path(drv, ns->name, coll, sizeof(coll));
-    selector_query(drv, sel, sizeof(sel));
-    if (ns->cont != NULL) {
-        char esc[2048];
-
-        k8s_query_escape(ns->cont, esc, sizeof(esc));
-        snprintf(path, sizeof(path), "%s?%s&limit=%u&continue=%s", coll, sel,
-                 drv->settings.list_page_size, esc);
-    } else {
-        snprintf(path, sizeof(path), "%s?%s&limit=%u", coll, sel,
-                 drv->settings.list_page_size);
-    }
-    ns->phase = NS_LISTING;
-    ns->call = k8s_client_start(drv->client, &req, on_list_page, ns);
-    if (ns->call == NULL)
-        ns_backoff(ns, "cannot start a list");
-}
-
-static bool on_watch_line(void *opaque, const char *line, size_t len)
+static void on_watch_event(void *opaque, const char *type, json_t *obj)
 {
     struct kd_ns *ns = opaque;
-    struct kd_driver *drv = ns->drv;
-    json_t *ev = json_loadb(line, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(ev, "type"));
-    json_t *obj = json_object_get(ev, "object");
-    const char *rv = json_string_value(
-        json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
     struct k8s_observed o;
-    bool go_on = true;
 
-    if (ev == NULL || type == NULL) {
-        json_decref(ev);
-        LOG(drv, SG_DRIVER_LOG_WARN, "watch: an event that is not JSON");
-        return true;
+    if (k8s_sandbox_observe(obj, &o) != 0)
+        return;
+    if (STREQ(type, "DELETED")) {
+        if (o.id[0] != '\0')
+            cache_delete(ns->drv, o.id);
+    } else if (STREQ(type, "ADDED") || STREQ(type, "MODIFIED")) {
+        cache_upsert(ns->drv, &o);
     }
-    if (STREQ(type, "ERROR")) {
-        json_t *code = json_object_get(obj, "code");
-
-        if (json_is_integer(code) && json_integer_value(code) == 410) {
-            LOG(drv, SG_DRIVER_LOG_INFO,
-                "watch of '%s' expired (410); listing again",
-                ns->name[0] != '\0' ? ns->name : "*");
-            ns->relist = true;
-        }
-        json_decref(ev);
-        /* The server closes the stream after an ERROR; the end handler
-           decides between re-list and re-watch. */
-        ns->failures += ns->relist ? 0 : 1;
-        return true;
-    }
-    if (rv != NULL && rv[0] != '\0')
-        snprintf(ns->rv, sizeof(ns->rv), "%s", rv);
-    if (STREQ(type, "BOOKMARK")) {
-        json_decref(ev);
-        return true;
-    }
-    if (k8s_sandbox_observe(obj, &o) == 0) {
-        if (STREQ(type, "DELETED")) {
-            if (o.id[0] != '\0')
-                cache_delete(drv, o.id);
-        } else if (STREQ(type, "ADDED") || STREQ(type, "MODIFIED")) {
-            cache_upsert(drv, &o);
-        }
-    }
-    json_decref(ev);
-    ns->failures = 0;
-    return go_on && !drv->closing;
 }
 
-static void on_watch_end(void *opaque, const struct k8s_response *r)
+/* A failure's Status reason and message (or transport error), for the
+   log. */
+static void failure_detail(void *opaque, bool watch,
+                           const struct k8s_response *r, char *out,
+                           size_t size)
 {
-    struct kd_ns *ns = opaque;
-    char reason[64], msg[256], why[400];
+    char reason[64], msg[256];
 
-    ns->call = NULL;
-    ns->phase = NS_IDLE;
-    if (r->status == 410) {
-        ns->relist = true;
-        ns_start(ns);
-        return;
-    }
-    if (r->status == 200 && r->error == NULL && !ns->relist &&
-        ns->failures == 0) {
-        /* timeoutSeconds ran out: resume from the last resourceVersion. */
-        ns_start(ns);
-        return;
-    }
-    if (ns->relist) {
-        ns_start(ns);
-        return;
-    }
+    (void)opaque;
     status_text(r, reason, sizeof(reason), msg, sizeof(msg), NULL);
-    snprintf(why, sizeof(why), "watch ended: HTTP %ld %s %s", r->status,
-             reason, r->error != NULL ? r->error : msg);
-    ns_backoff(ns, why);
+    snprintf(out, size, "%s %s", reason,
+             watch && r->error != NULL ? r->error : msg);
 }
 
-static void ns_watch(struct kd_ns *ns)
+static struct k8s_informer *ns_informer(struct kd_ns *ns)
 {
     struct kd_driver *drv = ns->drv;
-    char coll[256], sel[800], path[PATH_BUF];
-    struct k8s_request req = {
-        .method = "GET",
-        .path = path,
-        .on_line = on_watch_line,
-        /* The server ends the stream first; this only catches a dead
-           connection. */
-        .timeout_ms = (drv->settings.watch_timeout_seconds + 30) * 1000,
+    char coll[256], sel[800];
+    struct k8s_informer_config cfg = {
+        .collection = coll,
+        .query = sel,
+        .name = ns->name,
+        .log_what = "namespace",
+        .log_watch = "watch",
+        .list_kind = "a SandboxList",
+        .list_began = on_list_began,
+        .list_object = on_list_object,
+        .list_done = on_list_done,
+        .watch_event = on_watch_event,
+        .detail = failure_detail,
+        .opaque = ns,
     };
 
     collection_path(drv, ns->name, coll, sizeof(coll));
     selector_query(drv, sel, sizeof(sel));
-    snprintf(path, sizeof(path),
-             "%s?%s&watch=1&allowWatchBookmarks=true&resourceVersion=%s"
-             "&timeoutSeconds=%u",
-             coll, sel, ns->rv, drv->settings.watch_timeout_seconds);
-    ns->phase = NS_WATCHING;
-    ns->call = k8s_client_start(drv->client, &req, on_watch_end, ns);
-    if (ns->call == NULL)
-        ns_backoff(ns, "cannot start a watch");
-}
-
-static void ns_start(struct kd_ns *ns)
-{
-    if (ns->drv->closing || ns->phase != NS_IDLE)
-        return;
-    if (ns->relist || ns->rv[0] == '\0') {
-        free(ns->cont);
-        ns->cont = NULL;
-        sg_strmap_free(ns->seen);
-        ns->seen = NULL;
-        ns->list_seq = ns->drv->seq;
-        ns_list_page(ns);
-    } else {
-        ns_watch(ns);
-    }
-}
-
-static void ns_closed(uv_handle_t *h)
-{
-    struct kd_ns *ns = h->data;
-
-    free(ns->cont);
-    sg_strmap_free(ns->seen);
-    free(ns);
+    return k8s_informer_new(drv->loop, drv->host, drv->client, &drv->settings,
+                            &cfg);
 }
 
 /* ---- waiting ops ---- */
@@ -1303,9 +1134,10 @@ static void kd_close(void *priv)
         struct kd_ns *ns = drv->nss;
 
         drv->nss = ns->next;
-        k8s_call_cancel(ns->call);
-        uv_timer_stop(&ns->timer);
-        uv_close((uv_handle_t *)&ns->timer, ns_closed);
+        /* Nothing of ns is called after this. */
+        k8s_informer_close(ns->inf);
+        sg_strmap_free(ns->seen);
+        free(ns);
     }
     k8s_events_close(drv->events);
     drv->events = NULL;

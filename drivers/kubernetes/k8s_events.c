@@ -2,14 +2,16 @@
  * k8s_events.c: the pod-event informers of the kubernetes driver (see
  * k8s_events.h).
  *
- * Each namespace goes LIST (paged) -> WATCH -> WATCH ... like the Sandbox
- * informers in k8s_driver.c, with the same backoff; a 410 starts a LIST
- * again. What it keeps is one struct warn per sandbox id, so its memory
+ * Each namespace has a k8s_informer (LIST (paged) -> WATCH -> WATCH ...,
+ * a 410 lists again), the same machinery as the Sandbox informers in
+ * k8s_driver.c. What it keeps is one struct warn per sandbox id, so its memory
  * follows the number of sandboxes, not the number of events.
  */
 #include "internal.h"
 
 #include "k8s_events.h"
+
+#include "k8s_informer.h"
 
 #include "strmap.h"
 
@@ -17,24 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define LOG(ev, lvl, ...) (ev)->host->log((lvl), "kubernetes", __VA_ARGS__)
-#define PATH_BUF 4096
-/* A printf format: %%3D is "=". */
-#define SELECTOR "fieldSelector=involvedObject.kind%%3DPod"
+/* URL-encoded: %3D is "=". */
+#define SELECTOR "fieldSelector=involvedObject.kind%3DPod"
 
-enum ens_phase { ENS_IDLE, ENS_LISTING, ENS_WATCHING, ENS_BACKOFF };
-
+/* One namespace's informer. */
 struct ens {
     struct k8s_events *ev;
     struct ens *next;
     char name[64];
-    char rv[32];
-    char *cont;
-    enum ens_phase phase;
-    bool relist;
-    uint32_t failures;
-    struct k8s_call *call;
-    uv_timer_t timer;
+    struct k8s_informer *inf;
 };
 
 /* The latest warning about one sandbox's pod. */
@@ -55,11 +48,8 @@ struct k8s_events {
     void *opaque;
     struct ens *nss;
     struct sg_strmap *warns; /* sandbox id -> struct warn */
-    unsigned open_handles;
     bool closing;
 };
-
-static void ens_start(struct ens *n);
 
 /* ---- time ---- */
 
@@ -280,229 +270,64 @@ void k8s_events_forget(struct k8s_events *ev, const char *id)
     free(sg_strmap_remove(ev->warns, id));
 }
 
-/* ---- informers ---- */
+/* ---- informers (k8s_informer.h) ---- */
 
-static const char *ns_label(const struct ens *n)
+static void on_list_object(void *opaque, json_t *obj)
 {
-    return n->name[0] != '\0' ? n->name : "*";
+    struct ens *n = opaque;
+
+    apply_event(n->ev, obj);
 }
 
-static void collection(const struct ens *n, char *out, size_t size)
+static void on_watch_event(void *opaque, const char *type, json_t *obj)
 {
-    if (n->name[0] == '\0')
-        snprintf(out, size, "/api/v1/events");
-    else
-        snprintf(out, size, "/api/v1/namespaces/%s/events", n->name);
-}
+    struct ens *n = opaque;
 
-static void ens_retry_cb(uv_timer_t *t)
-{
-    struct ens *n = t->data;
-
-    n->phase = ENS_IDLE;
-    ens_start(n);
-}
-
-static void ens_backoff(struct ens *n, const char *why)
-{
-    struct k8s_events *ev = n->ev;
-    uint64_t ms;
-
-    n->failures++;
-    ms = k8s_backoff_ms(n->failures, ev->settings->retry_base_ms,
-                        ev->settings->retry_max_ms, 0, (uint32_t)random());
-    LOG(ev, n->failures > 3 ? SG_DRIVER_LOG_WARN : SG_DRIVER_LOG_DEBUG,
-        "events of namespace '%s': %s; again in %llu ms", ns_label(n), why,
-        (unsigned long long)ms);
-    n->phase = ENS_BACKOFF;
-    n->call = NULL;
-    uv_timer_start(&n->timer, ens_retry_cb, ms, 0);
+    /* DELETED: an expired Event says nothing new about the pod. */
+    if (STREQ(type, "ADDED") || STREQ(type, "MODIFIED"))
+        apply_event(n->ev, obj);
 }
 
 /* An HTTP failure's Status reason, for the log. */
-static void status_reason(const struct k8s_response *r, char *out,
+static void status_reason(void *opaque, bool watch,
+                          const struct k8s_response *r, char *out,
                           size_t size)
 {
     json_t *j = r->body != NULL ? json_loads(r->body, 0, NULL) : NULL;
     const char *s = json_string_value(json_object_get(j, "reason"));
+    char reason[64];
 
-    snprintf(out, size, "%s",
+    (void)opaque;
+    (void)watch;
+    snprintf(reason, sizeof(reason), "%s",
              s != NULL ? s : (r->status == 0 && r->error ? r->error : ""));
+    snprintf(out, size, "%s", reason);
     json_decref(j);
 }
 
-static void ens_list_page(struct ens *n);
-
-static void on_list_page(void *opaque, const struct k8s_response *r)
+static struct k8s_informer *ens_informer(struct k8s_events *ev,
+                                         struct ens *n, const char *ns)
 {
-    struct ens *n = opaque;
-    struct k8s_events *ev = n->ev;
-    json_t *j = NULL;
-    json_t *items, *meta, *item;
-    const char *cont, *rv;
-    char reason[64], why[160];
-    size_t i;
-
-    n->call = NULL;
-    if (r->status != 200) {
-        if (r->status == 410) {
-            free(n->cont); /* an expired continue token: start over */
-            n->cont = NULL;
-        }
-        status_reason(r, reason, sizeof(reason));
-        snprintf(why, sizeof(why), "list: HTTP %ld %s", r->status, reason);
-        ens_backoff(n, why);
-        return;
-    }
-    j = json_loads(r->body, 0, NULL);
-    items = json_object_get(j, "items");
-    meta = json_object_get(j, "metadata");
-    if (j == NULL || !json_is_array(items)) {
-        json_decref(j);
-        ens_backoff(n, "list: not an EventList");
-        return;
-    }
-    json_array_foreach(items, i, item)
-    {
-        if (ev->closing)
-            break;
-        apply_event(ev, item);
-    }
-    cont = json_string_value(json_object_get(meta, "continue"));
-    free(n->cont);
-    n->cont = cont != NULL && cont[0] != '\0' ? strdup(cont) : NULL;
-    rv = json_string_value(json_object_get(meta, "resourceVersion"));
-    if (n->cont == NULL)
-        snprintf(n->rv, sizeof(n->rv), "%s", rv != NULL ? rv : "");
-    json_decref(j);
-    if (ev->closing)
-        return;
-    if (n->cont != NULL) {
-        ens_list_page(n);
-        return;
-    }
-    n->relist = false;
-    n->failures = 0;
-    n->phase = ENS_IDLE;
-    ens_start(n);
-}
-
-static void ens_list_page(struct ens *n)
-{
-    struct k8s_events *ev = n->ev;
-    char coll[128], path[PATH_BUF];
-    struct k8s_request req = {.method = "GET", .path = path};
-
-    collection(n, coll, sizeof(coll));
-    if (n->cont != NULL) {
-        char esc[2048];
-
-        k8s_query_escape(n->cont, esc, sizeof(esc));
-        snprintf(path, sizeof(path), "%s?" SELECTOR "&limit=%u&continue=%s",
-                 coll, ev->settings->list_page_size, esc);
-    } else {
-        snprintf(path, sizeof(path), "%s?" SELECTOR "&limit=%u", coll,
-                 ev->settings->list_page_size);
-    }
-    n->phase = ENS_LISTING;
-    n->call = k8s_client_start(ev->client, &req, on_list_page, n);
-    if (n->call == NULL)
-        ens_backoff(n, "cannot start a list");
-}
-
-static bool on_watch_line(void *opaque, const char *line, size_t len)
-{
-    struct ens *n = opaque;
-    struct k8s_events *ev = n->ev;
-    json_t *e = json_loadb(line, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(e, "type"));
-    json_t *obj = json_object_get(e, "object");
-    const char *rv = json_string_value(
-        json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
-
-    if (e == NULL || type == NULL) {
-        json_decref(e);
-        LOG(ev, SG_DRIVER_LOG_WARN, "events watch: an event that is not JSON");
-        return true;
-    }
-    if (STREQ(type, "ERROR")) {
-        json_t *code = json_object_get(obj, "code");
-
-        if (json_is_integer(code) && json_integer_value(code) == 410) {
-            LOG(ev, SG_DRIVER_LOG_INFO,
-                "events watch of '%s' expired (410); listing again",
-                ns_label(n));
-            n->relist = true;
-        } else {
-            n->failures++;
-        }
-        json_decref(e);
-        return true; /* the server closes the stream after an ERROR */
-    }
-    if (rv != NULL && rv[0] != '\0')
-        snprintf(n->rv, sizeof(n->rv), "%s", rv);
-    /* DELETED: an expired Event says nothing new about the pod. */
-    if (STREQ(type, "ADDED") || STREQ(type, "MODIFIED"))
-        apply_event(ev, obj);
-    json_decref(e);
-    n->failures = 0;
-    return !ev->closing;
-}
-
-static void on_watch_end(void *opaque, const struct k8s_response *r)
-{
-    struct ens *n = opaque;
-    char reason[64], why[160];
-
-    n->call = NULL;
-    n->phase = ENS_IDLE;
-    if (r->status == 410)
-        n->relist = true;
-    if (n->relist || (r->status == 200 && r->error == NULL &&
-                      n->failures == 0)) {
-        /* 410: list again; a clean end (timeoutSeconds): resume. */
-        ens_start(n);
-        return;
-    }
-    status_reason(r, reason, sizeof(reason));
-    snprintf(why, sizeof(why), "watch ended: HTTP %ld %s", r->status, reason);
-    ens_backoff(n, why);
-}
-
-static void ens_watch(struct ens *n)
-{
-    struct k8s_events *ev = n->ev;
-    char coll[128], path[PATH_BUF];
-    struct k8s_request req = {
-        .method = "GET",
-        .path = path,
-        .on_line = on_watch_line,
-        /* The server ends the stream first; this catches a dead one. */
-        .timeout_ms = (ev->settings->watch_timeout_seconds + 30) * 1000,
+    char coll[128];
+    struct k8s_informer_config cfg = {
+        .collection = coll,
+        .query = SELECTOR,
+        .name = ns,
+        .log_what = "events of namespace",
+        .log_watch = "events watch",
+        .list_kind = "an EventList",
+        .list_object = on_list_object,
+        .watch_event = on_watch_event,
+        .detail = status_reason,
+        .opaque = n,
     };
 
-    collection(n, coll, sizeof(coll));
-    snprintf(path, sizeof(path),
-             "%s?" SELECTOR "&watch=1&allowWatchBookmarks=true"
-             "&resourceVersion=%s&timeoutSeconds=%u",
-             coll, n->rv, ev->settings->watch_timeout_seconds);
-    n->phase = ENS_WATCHING;
-    n->call = k8s_client_start(ev->client, &req, on_watch_end, n);
-    if (n->call == NULL)
-        ens_backoff(n, "cannot start a watch");
-}
-
-static void ens_start(struct ens *n)
-{
-    if (n->ev->closing || n->phase != ENS_IDLE)
-        return;
-    if (n->relist || n->rv[0] == '\0') {
-        free(n->cont);
-        n->cont = NULL;
-        ens_list_page(n);
-    } else {
-        ens_watch(n);
-    }
+    if (ns[0] == '\0')
+        snprintf(coll, sizeof(coll), "/api/v1/events");
+    else
+        snprintf(coll, sizeof(coll), "/api/v1/namespaces/%s/events", ns);
+    return k8s_informer_new(ev->loop, ev->host, ev->client, ev->settings,
+                            &cfg);
 }
 
 /* ---- lifecycle ---- */
@@ -546,18 +371,16 @@ int k8s_events_watch_namespace(struct k8s_events *ev, const char *ns)
     n = calloc(1, sizeof(*n));
     if (n == NULL)
         return -1;
-    if (uv_timer_init(ev->loop, &n->timer) < 0) {
+    n->ev = ev;
+    snprintf(n->name, sizeof(n->name), "%s", ns);
+    n->inf = ens_informer(ev, n, n->name);
+    if (n->inf == NULL) {
         free(n);
         return -1;
     }
-    n->timer.data = n;
-    n->ev = ev;
-    n->relist = true;
-    snprintf(n->name, sizeof(n->name), "%s", ns);
     n->next = ev->nss;
     ev->nss = n;
-    ev->open_handles++;
-    ens_start(n);
+    k8s_informer_start(n->inf);
     return 0;
 }
 
@@ -569,40 +392,21 @@ static int free_warn(void *opaque, const char *key, void *value)
     return 0;
 }
 
-static void ev_free(struct k8s_events *ev)
-{
-    sg_strmap_foreach(ev->warns, free_warn, NULL);
-    sg_strmap_free(ev->warns);
-    free(ev);
-}
-
-static void ens_closed(uv_handle_t *h)
-{
-    struct ens *n = h->data;
-    struct k8s_events *ev = n->ev;
-
-    free(n->cont);
-    free(n);
-    if (--ev->open_handles == 0)
-        ev_free(ev);
-}
-
+/* The informers free themselves once closed and call nothing after
+   k8s_informer_close, so what they pointed at can go now. */
 void k8s_events_close(struct k8s_events *ev)
 {
     if (ev == NULL || ev->closing)
         return;
     ev->closing = true;
-    if (ev->nss == NULL) {
-        ev_free(ev);
-        return;
-    }
     while (ev->nss != NULL) {
         struct ens *n = ev->nss;
 
         ev->nss = n->next;
-        k8s_call_cancel(n->call);
-        n->call = NULL;
-        uv_timer_stop(&n->timer);
-        uv_close((uv_handle_t *)&n->timer, ens_closed);
+        k8s_informer_close(n->inf);
+        free(n);
     }
+    sg_strmap_foreach(ev->warns, free_warn, NULL);
+    sg_strmap_free(ev->warns);
+    free(ev);
 }

@@ -68,9 +68,9 @@ void k8s_events_overlay(const struct k8s_events *ev,
 /* Forget what is kept for sandbox id (its Sandbox is gone). */
 void k8s_events_forget(struct k8s_events *ev, const char *id);
 
-/* Cancel the watches and close the handles; it frees itself once the
-   loop has run the close callbacks. No callback runs after this. Call it
-   before closing the client. NULL-safe. */
+/* Cancel the watches and free it (its informers free themselves once
+   the loop has run their close callbacks). No callback runs after this.
+   Call it before closing the client. NULL-safe. */
 void k8s_events_close(struct k8s_events *ev);
 
 /* The event's time in microseconds since the epoch from an RFC 3339
