@@ -341,6 +341,14 @@ class Daemon:
             if k.startswith('SANDGATE_') or k == 'GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS':
                 del environ[k]
         environ.update(self.env_extra)
+        # A restart is a new process: forget the last one's exit, or the
+        # test's cleanup would take this one for exited and leave it running.
+        # Its stderr is about to be replaced: a sanitizer report in it must
+        # not go unseen (a run killed on purpose may end any way it likes).
+        if self.proc is not None and self.sanitizer_report():
+            raise DaemonError('sandgate: sanitizer report before a restart\n%s'
+                              % self.tail(80))
+        self.returncode = None
         self._stderr = open(self.stderr_path, 'wb')
         self._stdout = open(self.stdout_path, 'wb')
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
