@@ -1742,47 +1742,14 @@ static int load_root(struct loader *ld, yaml_node_t *root)
     return 0;
 }
 
-static void report_parser_error(const yaml_parser_t *parser,
-                                const char *name, struct sg_error *err)
-{
-    const char *problem = parser->problem != NULL ? parser->problem
-                                                  : "unknown error";
-
-    switch (parser->error) {
-    case YAML_MEMORY_ERROR:
-        report_no_memory(err);
-        break;
-    case YAML_READER_ERROR:
-        sg_error_report(err, SG_ERR_CONFIG, "%s: invalid input at byte %zu: %s",
-                        name, parser->problem_offset, problem);
-        break;
-    default:
-        if (parser->context != NULL)
-            sg_error_report(err, SG_ERR_CONFIG,
-                            "%s:%zu: YAML syntax error: %s %s", name,
-                            parser->problem_mark.line + 1, parser->context,
-                            problem);
-        else
-            sg_error_report(err, SG_ERR_CONFIG, "%s:%zu: YAML syntax error: %s",
-                            name, parser->problem_mark.line + 1, problem);
-        break;
-    }
-}
-
 static int load_document(struct loader *ld, yaml_parser_t *parser)
 {
     yaml_document_t doc;
-    yaml_document_t extra;
-    bool have_doc = false;
-    bool have_extra = false;
     yaml_node_t *root;
     int ret = -1;
 
-    if (!yaml_parser_load(parser, &doc)) {
-        report_parser_error(parser, ld->name, ld->err);
-        goto cleanup;
-    }
-    have_doc = true;
+    if (sg_yaml_load(parser, ld->name, &doc, ld->err) < 0)
+        return -1;
     ld->doc = &doc;
     root = yaml_document_get_root_node(&doc);
     /* An empty file is a truncated write far more often than a wish to
@@ -1791,26 +1758,13 @@ static int load_document(struct loader *ld, yaml_parser_t *parser)
         lerr(ld, 1, NULL, "the policy is empty");
         goto cleanup;
     }
-    if (load_root(ld, root) < 0)
+    if (load_root(ld, root) < 0 ||
+        sg_yaml_expect_end(parser, ld->name, ld->err) < 0)
         goto cleanup;
-
-    if (!yaml_parser_load(parser, &extra)) {
-        report_parser_error(parser, ld->name, ld->err);
-        goto cleanup;
-    }
-    have_extra = true;
-    if (yaml_document_get_root_node(&extra) != NULL) {
-        lerr(ld, extra.start_mark.line + 1, NULL,
-             "expected a single YAML document");
-        goto cleanup;
-    }
     ret = 0;
 
  cleanup:
-    if (have_doc)
-        yaml_document_delete(&doc);
-    if (have_extra)
-        yaml_document_delete(&extra);
+    yaml_document_delete(&doc);
     ld->doc = NULL;
     return ret;
 }

@@ -3,17 +3,30 @@
  * sandgate is read (the daemon configuration, the policy): line numbers
  * for messages, kind names, and the YAML 1.2 core schema's null.
  *
- * Header only (static inline), so modules that read YAML link libyaml
- * themselves and the rest of common/ does not.
- *
- * THREAD SAFETY: pure functions over nodes the caller owns.
+ * THREAD SAFETY: pure functions over nodes and parsers the caller owns.
  */
 #ifndef SG_COMMON_YAML_NODE_H
 #define SG_COMMON_YAML_NODE_H
 
 #include "internal.h"
 
+#include "error.h"
+
 #include <yaml.h>
+
+/*
+ * Load the parser's next document into *doc, which the caller frees with
+ * yaml_document_delete. A syntax or reader error is SG_ERR_CONFIG naming
+ * name (and the line where there is one); then nothing is to be freed.
+ * Returns 0 or -1.
+ */
+int sg_yaml_load(yaml_parser_t *parser, const char *name,
+                 yaml_document_t *doc, struct sg_error *err);
+
+/* After the one document a file may hold: -1 with err set ("NAME:LINE:
+   expected a single YAML document") when another follows, else 0. */
+int sg_yaml_expect_end(yaml_parser_t *parser, const char *name,
+                       struct sg_error *err);
 
 /* 1-based line of a node, for "FILE:LINE: key: ..." messages. */
 static inline size_t sg_yaml_line(const yaml_node_t *node)

@@ -1082,52 +1082,18 @@ static int load_mapping(struct cfg_loader *ld, const struct cfg_key *keys,
     return 0;
 }
 
-static void report_parser_error(const yaml_parser_t *parser,
-                                const char *name, struct sg_error *err)
-{
-    const char *problem = parser->problem != NULL ? parser->problem
-                                                  : "unknown error";
-
-    switch (parser->error) {
-    case YAML_MEMORY_ERROR:
-        report_no_memory(err);
-        break;
-    case YAML_READER_ERROR:
-        /* The reader knows a byte offset, not a line. */
-        sg_error_report(err, SG_ERR_CONFIG, "%s: invalid input at byte %zu: %s",
-                        name, parser->problem_offset, problem);
-        break;
-    default:
-        if (parser->context != NULL)
-            sg_error_report(err, SG_ERR_CONFIG,
-                            "%s:%zu: YAML syntax error: %s %s", name,
-                            parser->problem_mark.line + 1, parser->context,
-                            problem);
-        else
-            sg_error_report(err, SG_ERR_CONFIG, "%s:%zu: YAML syntax error: %s",
-                            name, parser->problem_mark.line + 1, problem);
-        break;
-    }
-}
-
 /* Load the one document the parser holds into cfg. */
 static int load_parser(struct sg_config *cfg, const char *name,
                        yaml_parser_t *parser, struct sg_error *err)
 {
     yaml_document_t doc;
-    yaml_document_t extra;
-    bool have_doc = false;
-    bool have_extra = false;
     struct cfg_loader ld = {.cfg = cfg, .doc = &doc, .name = name,
                             .err = err};
     yaml_node_t *root;
     int ret = -1;
 
-    if (!yaml_parser_load(parser, &doc)) {
-        report_parser_error(parser, name, err);
-        goto cleanup;
-    }
-    have_doc = true;
+    if (sg_yaml_load(parser, name, &doc, err) < 0)
+        return -1;
 
     /* No root (empty file, comments only) or a null one: all defaults. */
     root = yaml_document_get_root_node(&doc);
@@ -1144,26 +1110,12 @@ static int load_parser(struct sg_config *cfg, const char *name,
             goto cleanup;
     }
 
-    if (!yaml_parser_load(parser, &extra)) {
-        report_parser_error(parser, name, err);
+    if (sg_yaml_expect_end(parser, name, err) < 0)
         goto cleanup;
-    }
-    have_extra = true;
-    root = yaml_document_get_root_node(&extra);
-    if (root != NULL) {
-        struct cfg_loc loc = {.file = name,
-                              .line = extra.start_mark.line + 1};
-
-        cfg_error(&loc, err, "expected a single YAML document");
-        goto cleanup;
-    }
     ret = 0;
 
  cleanup:
-    if (have_doc)
-        yaml_document_delete(&doc);
-    if (have_extra)
-        yaml_document_delete(&extra);
+    yaml_document_delete(&doc);
     return ret;
 }
 
