@@ -162,10 +162,11 @@ class Bench:
         s.wait_ready(self.sgctl)
         return s
 
-    def sgbench(self, server, method, data=b'', cpu=None, **opts):
+    def sgbench(self, server, method, data=b'', cpu=None, args=(), **opts):
+        """One sgbench run; args are extra options (TLS, a token)."""
         cmd = (pin(cpu) if cpu is not None else []) + [
             self.sgbench_bin, "--addr", server.addr, '--method', method,
-            '--server-pid', str(server.proc.pid), '--json']
+            '--server-pid', str(server.proc.pid), '--json'] + list(args)
         if data:
             cmd += ['--data-hex', data.hex()]
         for k, v in opts.items():
