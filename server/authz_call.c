@@ -10,7 +10,6 @@
 #include "log.h"
 #include "status.h"
 
-#include <stdlib.h>
 #include <strings.h>
 
 SG_LOG_INIT("authz.call");
@@ -113,38 +112,39 @@ static int admit(struct sg_call *call, const struct sg_authz_rule *rule,
     return 0;
 }
 
-/* A call whose authentication waits for a TokenReview (holds a ref). */
-struct deferred {
-    struct sg_call *call;
-    const struct sg_authz_rule *rule;
-    bool handled;
-};
+/* The method's rule: NULL for methods that need no credential. */
+static const struct sg_authz_rule *rule_of(const struct sg_call *call)
+{
+    return sg_authz_rule_for_path(sg_call_method(call)->path);
+}
 
-/* The review's answer (loop thread): go on with the call, or refuse it. */
+/* A TokenReview's answer (loop thread) for a call whose authentication
+   waited (it holds a reference): go on with the call, or refuse it. */
 static void on_authenticated(void *opaque, struct sg_identity *id,
                              struct sg_policy *policy,
                              const struct sg_error *err)
 {
-    struct deferred *d = opaque;
+    struct sg_call *call = opaque;
+    const struct sg_authz_rule *rule = rule_of(call);
     struct sg_error e = SG_ERROR_INIT;
 
     if (err) {
-        SG_DEBUG("%s: %s", d->rule->path, err->message);
-        deny(d->call, d->rule, err);
-    } else if (admit(d->call, d->rule, d->handled, id, policy, &e) < 0) {
-        deny(d->call, d->rule, &e);
+        SG_DEBUG("%s: %s", rule->path, err->message);
+        deny(call, rule, err);
+    } else if (admit(call, rule, sg_call_method(call)->on_start != NULL, id,
+                     policy, &e) < 0) {
+        deny(call, rule, &e);
     } else {
-        sg_call_auth_resume(d->call);
+        sg_call_auth_resume(call);
     }
     sg_error_reset(&e);
-    sg_call_unref(d->call);
-    free(d);
+    sg_call_unref(call);
 }
 
-/* Authenticate; 1 when on_authenticated will answer for d. */
+/* Authenticate; 1 when on_authenticated will answer for the call. */
 static int authenticate(struct sg_authz *a, struct sg_call *call,
-                        struct deferred *d, struct sg_identity **id,
-                        struct sg_policy **policy, struct sg_error *err)
+                        struct sg_identity **id, struct sg_policy **policy,
+                        struct sg_error *err)
 {
     size_t len;
     const char *bearer = bearer_of(call, &len, err);
@@ -155,7 +155,7 @@ static int authenticate(struct sg_authz *a, struct sg_call *call,
     sg_call_ref(call); /* for on_authenticated, which may run at once */
     rc = sg_authz_authenticate_async(a, bearer, len,
                                      sg_call_auth_context(call), id, policy,
-                                     on_authenticated, d, err);
+                                     on_authenticated, call, err);
     if (rc <= 0)
         sg_call_unref(call);
     return rc;
@@ -164,32 +164,21 @@ static int authenticate(struct sg_authz *a, struct sg_call *call,
 int sg_authz_call_hook(void *opaque, struct sg_call *call, bool handled)
 {
     struct sg_authz *a = opaque;
-    const struct sg_authz_rule *rule =
-        sg_authz_rule_for_path(sg_call_method(call)->path);
+    const struct sg_authz_rule *rule = rule_of(call);
     struct sg_error err = SG_ERROR_INIT;
     struct sg_identity *id = NULL;
     struct sg_policy *policy = NULL;
-    struct deferred *d = NULL;
-    int rc = -1;
+    int rc;
 
     if (!rule || rule->allow_unauthenticated)
         return 0;
-    d = malloc(sizeof(*d));
-    if (!d) {
-        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
-        goto cleanup;
-    }
-    *d = (struct deferred){.call = call, .rule = rule, .handled = handled};
-    rc = authenticate(a, call, d, &id, &policy, &err);
+    rc = authenticate(a, call, &id, &policy, &err);
     if (rc > 0)
-        return 1; /* d is on_authenticated's */
+        return 1; /* on_authenticated answers */
     if (rc < 0)
         SG_DEBUG("%s: %s", rule->path, err.message);
     else
         rc = admit(call, rule, handled, id, policy, &err);
-
- cleanup:
-    free(d);
     if (rc < 0)
         deny(call, rule, &err);
     sg_error_reset(&err);
