@@ -68,19 +68,6 @@ static int64_t now_unix(void)
     return (int64_t)ts.tv_sec;
 }
 
-/* Days from 1970-01-01 to the given proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    int64_t era, yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* An ASN1_TIME as unix seconds; -1 when it cannot be read. */
 static int asn1_time_unix(const ASN1_TIME *t, int64_t *out)
 {
@@ -89,10 +76,7 @@ static int asn1_time_unix(const ASN1_TIME *t, int64_t *out)
     memset(&tm, 0, sizeof(tm));
     if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
         return -1;
-    *out =
-        days_from_civil((int64_t)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday) *
-            86400 +
-        tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
+    *out = (int64_t)timegm(&tm); /* tm is UTC */
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* URL-encoded: %3D is "=". */
 #define SELECTOR "fieldSelector=involvedObject.kind%3DPod"
@@ -53,19 +54,6 @@ struct k8s_events {
 
 /* ---- time ---- */
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    int64_t era, yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* n decimal digits at *p into *out; advances *p. */
 static bool digits(const char **p, int n, int64_t *out)
 {
@@ -93,6 +81,7 @@ int64_t k8s_events_parse_time(const char *s)
 {
     const char *p = s;
     int64_t y, mo, d, h, mi, sec, frac = 0, oh = 0, om = 0, us;
+    struct tm tm = {0};
     int nfrac = 0;
 
     if (s == NULL || !digits(&p, 4, &y) || !expect(&p, '-') ||
@@ -120,7 +109,13 @@ int64_t k8s_events_parse_time(const char *s)
         for (; nfrac < 6; nfrac++)
             frac *= 10;
     }
-    us = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
+    tm.tm_year = (int)(y - 1900);
+    tm.tm_mon = (int)(mo - 1);
+    tm.tm_mday = (int)d;
+    tm.tm_hour = (int)h;
+    tm.tm_min = (int)mi;
+    tm.tm_sec = (int)sec;
+    us = (int64_t)timegm(&tm); /* seconds so far; UTC */
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
