@@ -77,19 +77,6 @@ struct noop {
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static char *msg_new(const struct sg_driver_host *host, const char *fmt, ...)
-    SG_PRINTF(2, 3);
-static char *msg_new(const struct sg_driver_host *host, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    return host->strdup(buf);
-}
-
 static void *zalloc(const struct sg_driver_host *host, size_t size)
 {
     void *p = host->alloc(size);
@@ -110,12 +97,12 @@ static json_t *object_parse(const struct sg_driver_host *host, const char *text,
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 
     if (root == NULL) {
-        *errmsg = msg_new(host, "%s: invalid JSON at line %d: %s", what,
+        *errmsg = noop_msg(host, "%s: invalid JSON at line %d: %s", what,
                           jerr.line, jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
-        *errmsg = msg_new(host, "%s: expected a JSON object", what);
+        *errmsg = noop_msg(host, "%s: expected a JSON object", what);
         json_decref(root);
         return NULL;
     }
@@ -150,18 +137,18 @@ static int config_parse(const struct sg_driver_host *host,
             continue;
         }
         if (!STREQ(key, "fail") && !STREQ(key, "pending")) {
-            *errmsg = msg_new(host, NOOP_NAME ".%s: unknown key", key);
+            *errmsg = noop_msg(host, NOOP_NAME ".%s: unknown key", key);
             goto cleanup;
         }
         if (!json_is_string(value) || json_string_length(value) == 0) {
-            *errmsg = msg_new(host,
+            *errmsg = noop_msg(host,
                               NOOP_NAME ".%s: expected a non-empty string",
                               key);
             goto cleanup;
         }
     }
     if (json_object_get(root, "fail") && json_object_get(root, "pending")) {
-        *errmsg = msg_new(host, NOOP_NAME ".pending: not with fail");
+        *errmsg = noop_msg(host, NOOP_NAME ".pending: not with fail");
         goto cleanup;
     }
     value = json_object_get(root, "fail");
@@ -172,7 +159,7 @@ static int config_parse(const struct sg_driver_host *host,
     if (value != NULL) {
         *fail = host->strdup(json_string_value(value));
         if (*fail == NULL) {
-            *errmsg = msg_new(host, NOOP_NAME ": out of memory");
+            *errmsg = noop_msg(host, NOOP_NAME ": out of memory");
             goto cleanup;
         }
     }
@@ -197,12 +184,12 @@ static int settings_parse(struct noop *p, const char *settings_json,
     json_object_foreach(root, key, value) {
         if (!STREQ(key, "ready_delay_ms")) {
             *errmsg =
-                msg_new(p->host, NOOP_NAME " settings: unknown key '%s'", key);
+                noop_msg(p->host, NOOP_NAME " settings: unknown key '%s'", key);
             goto cleanup;
         }
         if (!json_is_integer(value) || json_integer_value(value) < 0 ||
             json_integer_value(value) > (json_int_t)UINT32_MAX) {
-            *errmsg = msg_new(p->host,
+            *errmsg = noop_msg(p->host,
                               NOOP_NAME " settings: ready_delay_ms: expected "
                                         "an integer from 0 to %" PRIu32,
                               UINT32_MAX);
@@ -444,7 +431,7 @@ static int noop_open(void *priv, const struct sg_driver_host *host,
         return -1;
     p->entries = sg_strmap_new();
     if (p->entries == NULL) {
-        *errmsg = msg_new(host, NOOP_NAME ": out of memory");
+        *errmsg = noop_msg(host, NOOP_NAME ": out of memory");
         return -1;
     }
     uv_idle_init(host->loop, &p->idle); /* cannot fail for idle handles */
@@ -538,7 +525,7 @@ static int noop_describe(void *priv, const struct sg_driver_sandbox *sb,
     goto cleanup;
 
  nomem:
-    *errmsg = msg_new(p->host, NOOP_NAME ": out of memory");
+    *errmsg = noop_msg(p->host, NOOP_NAME ": out of memory");
  cleanup:
     json_decref(root);
     return rc;
@@ -560,7 +547,7 @@ static int noop_create(void *priv, const struct sg_driver_sandbox *sb,
         return -1;
     if (sb->id == NULL || sb->id[0] == '\0')
         return enqueue_error(p, SG_DRIVER_ERR_INVALID,
-                             msg_new(p->host, NOOP_NAME ": sandbox has no id"),
+                             noop_msg(p->host, NOOP_NAME ": sandbox has no id"),
                              done, opaque);
     c = completion_new(p, 1);
     if (c == NULL)
@@ -641,7 +628,7 @@ static int answer_one(struct noop *p, const char *id, bool drop,
         return -1;
     if (id == NULL || id[0] == '\0')
         return enqueue_error(p, SG_DRIVER_ERR_INVALID,
-                             msg_new(p->host, NOOP_NAME ": no sandbox id"),
+                             noop_msg(p->host, NOOP_NAME ": no sandbox id"),
                              done, opaque);
     c = completion_new(p, 1);
     if (c == NULL)
@@ -721,11 +708,11 @@ static int noop_watch(void *priv, sg_driver_watch_cb cb, void *opaque,
     struct noop *p = priv;
 
     if (p->closed) {
-        *errmsg = msg_new(p->host, NOOP_NAME ": closed");
+        *errmsg = noop_msg(p->host, NOOP_NAME ": closed");
         return -1;
     }
     if (p->watch_cb != NULL) {
-        *errmsg = msg_new(p->host, NOOP_NAME ": a watcher is already "
+        *errmsg = noop_msg(p->host, NOOP_NAME ": a watcher is already "
                                              "registered");
         return -1;
     }

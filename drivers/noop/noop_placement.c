@@ -36,9 +36,7 @@ static const struct pkey {
     {"warmPool", P_STRING, offsetof(struct sg_driver_placement, warm_pool)},
 };
 
-static char *msg(const struct sg_driver_host *host, const char *fmt, ...)
-    SG_PRINTF(2, 3);
-static char *msg(const struct sg_driver_host *host, const char *fmt, ...)
+char *noop_msg(const struct sg_driver_host *host, const char *fmt, ...)
 {
     char buf[256];
     va_list ap;
@@ -70,12 +68,12 @@ static int check(const struct sg_driver_host *host, const struct pkey *k,
     case P_STRING:
         if (json_is_string(v))
             return 0;
-        *errmsg = msg(host, "noop.placement.%s: expected a string", k->name);
+        *errmsg = noop_msg(host, "noop.placement.%s: expected a string", k->name);
         return -1;
     case P_UINT:
         if (json_is_integer(v) && json_integer_value(v) >= 0)
             return 0;
-        *errmsg = msg(host, "noop.placement.%s: expected an integer >= 0",
+        *errmsg = noop_msg(host, "noop.placement.%s: expected an integer >= 0",
                       k->name);
         return -1;
     case P_MAP:
@@ -99,7 +97,7 @@ static int check(const struct sg_driver_host *host, const struct pkey *k,
             return 0;
         break;
     }
-    *errmsg = msg(host, "noop.placement.%s: expected %s of strings", k->name,
+    *errmsg = noop_msg(host, "noop.placement.%s: expected %s of strings", k->name,
                   k->kind == P_MAP ? "an object" : "an array");
     return -1;
 }
@@ -218,14 +216,14 @@ int noop_placement_load(const struct sg_driver_host *host, json_t *value,
     json_t *v;
 
     if (!json_is_object(value)) {
-        *errmsg = msg(host, "noop.placement: expected an object");
+        *errmsg = noop_msg(host, "noop.placement: expected an object");
         return -1;
     }
     json_object_foreach(value, key, v) {
         const struct pkey *k = find(key);
 
         if (k == NULL) {
-            *errmsg = msg(host, "noop.placement.%s: unknown key", key);
+            *errmsg = noop_msg(host, "noop.placement.%s: unknown key", key);
             return -1;
         }
         if (check(host, k, v, errmsg) < 0)
@@ -238,7 +236,7 @@ int noop_placement_load(const struct sg_driver_host *host, json_t *value,
         if (v == NULL)
             continue;
         if (fill(host, &pkeys[i], v, out) < 0) {
-            *errmsg = msg(host, "noop: out of memory");
+            *errmsg = noop_msg(host, "noop: out of memory");
             return -1;
         }
         names[(*n_names)++] = pkeys[i].name;

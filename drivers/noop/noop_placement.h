@@ -1,5 +1,6 @@
 /*
- * noop_placement.h: the "placement" key of the noop driver's block.
+ * noop_placement.h: the "placement" key of the noop driver's block, and
+ * the driver's error-message formatter.
  *
  * The noop driver places nothing, so it reports the placement facts the
  * caller writes here, verbatim: the authorizer can then be exercised on
@@ -17,6 +18,8 @@
 #ifndef SG_NOOP_PLACEMENT_H
 #define SG_NOOP_PLACEMENT_H
 
+#include "internal.h"
+
 #include <jansson.h>
 #include <sandgate/driver.h>
 
@@ -30,5 +33,10 @@
 int noop_placement_load(const struct sg_driver_host *host, json_t *value,
                         struct sg_driver_placement *out, const char **names,
                         size_t *n_names, char **errmsg);
+
+/* An error message, host-allocated (the driver's messages all go
+   through this). NULL when out of memory. */
+char *noop_msg(const struct sg_driver_host *host, const char *fmt, ...)
+    SG_PRINTF(2, 3);
 
 #endif /* SG_NOOP_PLACEMENT_H */
