@@ -9,14 +9,13 @@ kubernetes-sigs/agent-sandbox (section 2.1 of the research note): the pod
 named after the Sandbox, the condition types, reasons and messages, the
 status merge without a resourceVersion, expiry and suspension.
 """
-import copy
 import heapq
 import re
 import threading
 import time
 
 from . import errors
-from .util import name_hash, now_rfc3339, parse_rfc3339, rfc3339
+from .util import jcopy, name_hash, now_rfc3339, parse_rfc3339, rfc3339
 
 SANDBOX_LABEL = 'agents.x-k8s.io/sandbox-name-hash'
 POD_NAME_ANN = 'agents.x-k8s.io/pod-name'
@@ -159,7 +158,7 @@ class Cluster:
     def _get(self, res, ns, name):
         with self.store.lock:
             o = self.store.peek(res, ns, name)
-            return copy.deepcopy(o) if o is not None else None
+            return jcopy(o) if o is not None else None
 
     # --- events -------------------------------------------------------------
 
@@ -339,7 +338,7 @@ class Cluster:
             'name': c['name'], 'image': c.get('image', ''),
             'imageID': 'docker.io/library/%s@sha256:%s' % (c.get('image', ''), '0' * 64),
             'containerID': 'containerd://%s-%s' % (uid, c['name']), 'ready': ready,
-            'restartCount': 0, 'started': ready, 'state': copy.deepcopy(states),
+            'restartCount': 0, 'started': ready, 'state': jcopy(states),
             'lastState': {}} for c in pod['spec']['containers']]
         self._write_pod_status(pod)
         if self.config['normal_events']:
@@ -381,7 +380,7 @@ class Cluster:
             annotations['agents.x-k8s.io/propagated-annotations'] = ','.join(
                 sorted(k for k in annotations if not k.startswith('agents.x-k8s.io/')))
         md = sb['metadata']
-        spec = copy.deepcopy(tmpl.get('spec') or {})
+        spec = jcopy(tmpl.get('spec') or {})
         vols = []
         for vct in sb['spec'].get('volumeClaimTemplates') or []:
             vname = (vct.get('metadata') or {}).get('name', '')
@@ -405,8 +404,8 @@ class Cluster:
             return
         md = sb['metadata']
         spec = sb['spec']
-        status = copy.deepcopy(sb.get('status') or {})
-        old_status = copy.deepcopy(status)
+        status = jcopy(sb.get('status') or {})
+        old_status = jcopy(status)
         gen = md.get('generation', 0)
         h = name_hash(name)
         pod_name = (md.get('annotations') or {}).get(POD_NAME_ANN) or name

@@ -5,10 +5,10 @@ present must hold (see tests/k8s/README.md for the fields). Rules are tried
 in the order they were added; the first one that matches and has firings
 left applies. Thread-safe: one lock guards rules and log.
 """
-import copy
 import re
 import threading
 import time
+from .util import jcopy
 
 MATCH_KEYS = {'verb', 'method', 'path', 'resource', 'subresource', 'namespace', 'name',
               'watch', 'count', 'skip', 'user'}
@@ -130,7 +130,7 @@ class RequestLog:
 
     def since(self, seq=0):
         with self.lock:
-            return [copy.deepcopy(e) for e in self.entries if e['seq'] > seq], self.next_seq - 1
+            return [jcopy(e) for e in self.entries if e['seq'] > seq], self.next_seq - 1
 
     def clear(self):
         with self.lock:

@@ -5,7 +5,7 @@ Errors raise PatchError; httpapi.py answers them the way the apiserver's
 patch handler does (400 for a malformed patch document, 422 when a
 well-formed JSON patch cannot be applied).
 """
-import copy
+from .util import jcopy
 
 
 class PatchError(Exception):
@@ -16,8 +16,8 @@ class PatchError(Exception):
 
 def merge_patch(target, patch):
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return jcopy(patch)
+    result = jcopy(target) if isinstance(target, dict) else {}
     for k, v in patch.items():
         if v is None:
             result.pop(k, None)
@@ -102,7 +102,7 @@ def _remove(doc, path, op='remove'):
 def json_patch(target, ops):
     if not isinstance(ops, list):
         raise PatchError('json: cannot unmarshal object into Go value of type jsonpatch.Patch')
-    doc = copy.deepcopy(target)
+    doc = jcopy(target)
     for op in ops:
         if not isinstance(op, dict) or 'op' not in op:
             raise PatchError('Unexpected kind: unknown', False)
@@ -111,18 +111,18 @@ def json_patch(target, ops):
         if path is None:
             raise PatchError('%s operation does not apply: doc is missing path' % kind, False)
         if kind == 'add':
-            _add(doc, path, copy.deepcopy(op.get('value')))
+            _add(doc, path, jcopy(op.get('value')))
         elif kind == 'remove':
             _remove(doc, path)
         elif kind == 'replace':
             _remove(doc, path, 'replace')
-            _add(doc, path, copy.deepcopy(op.get('value')))
+            _add(doc, path, jcopy(op.get('value')))
         elif kind == 'move':
             v = _remove(doc, op.get('from', ''), 'move')
             _add(doc, path, v)
         elif kind == 'copy':
             v = _resolve(doc, _pointer(op.get('from', '')), op.get('from', ''))
-            _add(doc, path, copy.deepcopy(v))
+            _add(doc, path, jcopy(v))
         elif kind == 'test':
             parts = _pointer(path)
             try:
@@ -152,10 +152,10 @@ MERGE_KEYS = {
 
 def strategic_merge_patch(target, patch, key=None):
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return jcopy(patch)
+    result = jcopy(target) if isinstance(target, dict) else {}
     if patch.get('$patch') == 'replace':
-        return {k: v for k, v in copy.deepcopy(patch).items() if k != '$patch'}
+        return {k: v for k, v in jcopy(patch).items() if k != '$patch'}
     for k, v in patch.items():
         if k.startswith('$'):
             continue
@@ -172,10 +172,10 @@ def strategic_merge_patch(target, patch, key=None):
 
 
 def _merge_list(current, patch, merge_key):
-    out = copy.deepcopy(current)
+    out = jcopy(current)
     for item in patch:
         if not isinstance(item, dict) or merge_key not in item:
-            return copy.deepcopy(patch)
+            return jcopy(patch)
         directive = item.get('$patch')
         idx = next((i for i, c in enumerate(out)
                     if isinstance(c, dict) and c.get(merge_key) == item[merge_key]), None)
@@ -183,7 +183,7 @@ def _merge_list(current, patch, merge_key):
             if idx is not None:
                 out.pop(idx)
         elif idx is None:
-            out.append({k: v for k, v in copy.deepcopy(item).items() if k != '$patch'})
+            out.append({k: v for k, v in jcopy(item).items() if k != '$patch'})
         else:
             out[idx] = strategic_merge_patch(out[idx], item)
     return out

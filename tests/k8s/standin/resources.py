@@ -7,7 +7,6 @@ status subresource, generation, no unconditional update); core kinds
 kubernetes/pkg/registry, reduced to what a sandbox client touches.
 """
 import base64
-import copy
 import glob
 import os
 import re
@@ -15,6 +14,7 @@ import re
 import yaml
 
 from . import field, meta, schema
+from .util import jcopy
 from .errors import GroupResource
 
 CORE_PATCH_TYPES = ('application/json-patch+json', 'application/merge-patch+json',
@@ -84,7 +84,7 @@ class Resource:
         resource, everything but status on /status."""
         if subresource == 'status':
             new_status = obj.get('status')
-            keep = copy.deepcopy(old)
+            keep = jcopy(old)
             keep.pop('status', None)
             if new_status is not None:
                 keep['status'] = new_status
@@ -96,7 +96,7 @@ class Resource:
         elif 'status' in self.subresources:
             obj.pop('status', None)
             if 'status' in old:
-                obj['status'] = copy.deepcopy(old['status'])
+                obj['status'] = jcopy(old['status'])
 
     def validate_update(self, obj, old):
         return []
@@ -280,7 +280,7 @@ class PodResource(Resource):
 
     def validate_update(self, obj, old):
         def strip(spec):
-            s = copy.deepcopy(spec)
+            s = jcopy(spec)
             for group in ('containers', 'initContainers'):
                 for c in s.get(group) or []:
                     c.pop('image', None)

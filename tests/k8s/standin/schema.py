@@ -7,13 +7,13 @@ are collected for the Warning header or the strict-decoding error), then
 default, then validate. ObjectMeta at the root is not described by the CRD
 schema ("metadata: {type: object}"); resources.py handles it.
 """
-import copy
 import datetime
 import json
 import re
 import sys
 
 from . import field
+from .util import jcopy
 
 _ROOT_TYPEMETA = ('apiVersion', 'kind', 'metadata')
 
@@ -91,11 +91,11 @@ def apply_defaults(value, schema):
         for k, sub in props.items():
             if k in value and value[k] is None and not sub.get('nullable'):
                 if 'default' in sub:
-                    value[k] = copy.deepcopy(sub['default'])
+                    value[k] = jcopy(sub['default'])
                 else:
                     del value[k]
             elif k not in value and 'default' in sub:
-                value[k] = copy.deepcopy(sub['default'])
+                value[k] = jcopy(sub['default'])
         addl = schema.get('additionalProperties')
         for k, v in list(value.items()):
             sub = props.get(k)

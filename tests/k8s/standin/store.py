@@ -18,7 +18,6 @@ are fed under it and must not block.
 import base64
 import binascii
 import collections
-import copy
 import json
 import queue
 import random
@@ -27,7 +26,7 @@ import time
 import uuid
 
 from . import errors, field, meta, patch as patchmod
-from .util import now_rfc3339, rfc3339
+from .util import jcopy, now_rfc3339, rfc3339
 
 GENERATE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789'
 MAX_GENERATE_ATTEMPTS = 8
@@ -85,7 +84,7 @@ class Watcher:
             self.queue.put(('ADDED', ch.obj))
         elif prev:
             # The watch cache sends the previous state with the new version.
-            old = copy.deepcopy(ch.prev)
+            old = jcopy(ch.prev)
             old['metadata']['resourceVersion'] = str(ch.rv)
             self.queue.put(('DELETED', old))
 
@@ -157,7 +156,7 @@ class Store:
 
     def _commit(self, res, type_, obj, prev):
         self.rv += 1
-        obj = copy.deepcopy(obj)
+        obj = jcopy(obj)
         md = obj['metadata']
         md['resourceVersion'] = str(self.rv)
         ns, name = md.get('namespace', ''), md['name']
@@ -180,7 +179,7 @@ class Store:
         for fn in self.listeners:
             fn(ch)
         self.changed.notify_all()
-        return copy.deepcopy(obj)
+        return jcopy(obj)
 
     def compact(self, rv=None):
         """Forget the changes up to rv (default: all), as an etcd compaction."""
@@ -204,7 +203,7 @@ class Store:
             obj = self.objects[res].get(_key(ns, name))
             if obj is None:
                 raise errors.not_found(res.gr, name)
-            return copy.deepcopy(obj)
+            return jcopy(obj)
 
     def peek(self, res, ns, name):
         """The stored object itself (no copy) or None; lock held by caller."""
@@ -212,7 +211,7 @@ class Store:
 
     def items(self, res, ns=None):
         with self.lock:
-            return [copy.deepcopy(o) for (n, _), o in sorted(self.objects[res].items())
+            return [jcopy(o) for (n, _), o in sorted(self.objects[res].items())
                     if ns is None or n == ns]
 
     def _snapshot(self, res, rv):
@@ -284,7 +283,7 @@ class Store:
                     if not selecting:
                         remaining = len(keys) - i
                     break
-                out.append(copy.deepcopy(o))
+                out.append(jcopy(o))
                 out_key = k
             return out, list_rv, token, remaining
 
@@ -312,7 +311,7 @@ class Store:
                 for k in sorted(self.objects[res]):
                     o = self.objects[res][k]
                     if w.matches(o):
-                        w.queue.put(('ADDED', copy.deepcopy(o)))
+                        w.queue.put(('ADDED', jcopy(o)))
             self.watchers.add(w)
             return w
 
@@ -401,7 +400,7 @@ class Store:
     def create(self, res, ns, body, field_validation='Warn', dry_run=False, keep_status=False):
         """(created object, warnings). keep_status: seeding from the admin
         API, which may carry a status."""
-        obj = copy.deepcopy(body)
+        obj = jcopy(body)
         self._check_type_meta(res, obj)
         md = obj['metadata']
         if res.namespaced:
@@ -410,7 +409,7 @@ class Store:
                                          'the namespace sent on the request')
             md['namespace'] = ns
         warnings = self._prune(res, obj, field_validation)
-        status = copy.deepcopy(obj.get('status'))
+        status = jcopy(obj.get('status'))
         res.default(obj)
         with self.lock:
             self._check_namespace(res, ns)
@@ -458,7 +457,7 @@ class Store:
     def update(self, res, ns, name, body, subresource=None, field_validation='Warn',
                dry_run=False, _from_patch=False):
         """(stored object, warnings) for a PUT (or a PATCH's merged result)."""
-        obj = copy.deepcopy(body)
+        obj = jcopy(body)
         self._check_type_meta(res, obj)
         md = obj['metadata']
         if md.get('name') and md['name'] != name:
@@ -508,7 +507,7 @@ class Store:
                 if body_of(obj) != body_of(old):
                     md['generation'] = omd.get('generation', 0) + 1
             if obj == old:
-                return copy.deepcopy(old), warnings   # a true no-op writes nothing
+                return jcopy(old), warnings   # a true no-op writes nothing
             if dry_run:
                 return obj, warnings
             if md.get('deletionTimestamp') and not md.get('finalizers') and \
@@ -534,7 +533,7 @@ class Store:
                         obj, w = self.create(res, ns, body, field_validation, dry_run)
                         return obj, w, True
                     raise errors.not_found(res.gr, name)
-                old = copy.deepcopy(old)
+                old = jcopy(old)
             current_rv = old['metadata']['resourceVersion']
             try:
                 if content_type == 'application/json-patch+json':
@@ -586,7 +585,7 @@ class Store:
             cur = self.objects[res].get(_key(ns, name))
             if cur is None:
                 raise errors.not_found(res.gr, name)
-            obj = copy.deepcopy(cur)
+            obj = jcopy(cur)
             md = obj['metadata']
             pre = options.get('preconditions') or {}
             kind_gr = errors.GroupResource(res.kind, res.group)
@@ -672,7 +671,7 @@ class Store:
             if cur is None:
                 return
             if not cur['metadata'].get('finalizers'):
-                self._commit(nsres, 'DELETED', copy.deepcopy(cur), cur)
+                self._commit(nsres, 'DELETED', jcopy(cur), cur)
 
     def remove(self, res, ns, name):
         """Remove at once (the kubelet's grace-0 delete of a pod whose
@@ -680,7 +679,7 @@ class Store:
         with self.lock:
             cur = self.objects[res].get(_key(ns, name))
             if cur is not None and not cur['metadata'].get('finalizers'):
-                self._commit(res, 'DELETED', copy.deepcopy(cur), cur)
+                self._commit(res, 'DELETED', jcopy(cur), cur)
                 return True
             return False
 
@@ -693,7 +692,7 @@ class Store:
             if cur is None:
                 return None
             if obj == cur:
-                return copy.deepcopy(cur)
+                return jcopy(cur)
             return self._commit(res, 'MODIFIED', obj, cur)
 
     def reset(self, keep_namespaces=()):

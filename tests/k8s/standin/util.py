@@ -1,5 +1,6 @@
 """Small shared helpers: timestamps and the NameHash of agent-sandbox."""
 import datetime
+import pickle
 import time
 
 
@@ -25,3 +26,10 @@ def name_hash(s):
         h ^= b
         h = (h * 16777619) & 0xFFFFFFFF
     return '%08x' % h
+
+
+def jcopy(obj):
+    """A deep copy of a JSON value (dicts, lists, scalars). The store copies
+    every object it hands out or keeps, several times per request, and
+    pickle's C round trip costs a quarter of copy.deepcopy's Python walk."""
+    return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
