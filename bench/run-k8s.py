@@ -7,12 +7,14 @@ run as the baseline.
    --concurrency CreateSandbox calls sent at once; for each sandbox the
    time from the gateway's acceptance (the record's create_time) to its
    READY event, both the gateway's own timestamps (ms), so the client's
-   polling does not enter the figure. Target: p99 <= D + 10 ms. The
-   baseline is the stand-in's own latency from its timeline (admin API
-   GET /timeline, the store's commit times): Sandbox created to Ready, and
-   pod created to pod Ready. What is left, split in two, is the gateway's:
-   accepted to Sandbox created (record write, reconciler, POST) and
-   Sandbox Ready to READY (watch event, reconciler).
+   polling does not enter the figure. Target: p99 <= D + 10 ms. It is
+   split at two instants: the gateway writing the Sandbox POST (the
+   driver's debug line for each request) and the stand-in writing the
+   Ready event to the watch (its timeline, admin API GET /timeline). The
+   gateway's share, held to the 10 ms, is accepted -> POST written plus
+   Ready written -> READY recorded; the stand-in's (its GIL, controller,
+   D and watch) is the baseline in the same run. By default the gateway
+   runs on CPU 0 and the stand-in and this client on CPU 1.
 2. 1,000 sandboxes watched at once: the gateway's RSS once all are READY,
    then sampled while nothing happens for --idle-s seconds (the reconciler
    resyncs every 60 s), and every API request the driver made meanwhile,
@@ -24,12 +26,13 @@ rest of the file is kept) unless --no-results.
 
 usage: bench/run-k8s.py [--build-dir DIR] [--ready-delay-ms D] [--reps N]
                         [--concurrency N] [--watched N] [--idle-s S]
-                        [--only latency|watch] [--no-results]
+                        [--only latency|watch] [--no-results] [--no-pin]
 """
 import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -87,12 +90,12 @@ def rss_kib(pid):
 
 
 class StandIn:
-    def __init__(self, tmp, ready_delay_ms):
+    def __init__(self, tmp, ready_delay_ms, pin):
         self.dir = os.path.join(tmp, 'standin')
         os.makedirs(self.dir)
         self.log = open(os.path.join(self.dir, 'stderr.log'), 'wb')
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(REPO, 'tests', 'k8s', 'standin.py'),
+            pin + [sys.executable, os.path.join(REPO, 'tests', 'k8s', 'standin.py'),
              '--state-dir', self.dir, '--namespaces', NAMESPACE,
              '--ready-delay-ms', str(ready_delay_ms)],
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
@@ -157,21 +160,30 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def start(self):
-        self.standin = StandIn(self.tmp, self.args.ready_delay_ms)
+        pinned = self.args.pin and rs.pin(0)
+        if pinned:
+            # The client (this process) with the stand-in: the gateway's
+            # CPU is its own, so its share is not the Python threads'.
+            os.sched_setaffinity(0, {1})
+        self.standin = StandIn(self.tmp, self.args.ready_delay_ms,
+                               rs.pin(1) if pinned else [])
         addr = '127.0.0.1:%d' % rs.free_port()
         data = os.path.join(self.tmp, 'gateway')
         os.makedirs(data)
         conf = os.path.join(self.tmp, 'gateway.yaml')
         config = {
             'listeners': [{'address': addr}],
-            'log': {'access_log': False},
+            # The driver's debug lines stamp each request's write (wall clock).
+            'log': {'access_log': False, 'format': 'json',
+                    'filters': 'driver.kubernetes:debug'},
             'driver': {'name': 'kubernetes', 'settings': {
                 'kubeconfig': self.standin.kubeconfig, 'gateway_id': GATEWAY_ID,
                 'default_namespace': NAMESPACE}},
         }
         with open(conf, 'w') as f:
             json.dump(config, f)  # JSON is YAML
-        self.gw = rs.Server([self.gateway_bin, '--config', conf, '--data-dir', data], addr,
+        self.gw = rs.Server((rs.pin(0) if pinned else []) +
+                            [self.gateway_bin, '--config', conf, '--data-dir', data], addr,
                             os.path.join(self.tmp, 'gateway.log'))
         self.gw.wait_ready(self.sgctl)
         self.gw.data = data
@@ -264,10 +276,31 @@ class Bench:
                     out[nm] = (r['time'], r['time'] + (r.get('duration_ms') or 0) / 1000.0)
         return out, last
 
+    def post_written(self):
+        """Sandbox object name -> when the gateway wrote its POST (Unix s),
+        from the driver's debug lines: handed to curl + written offset."""
+        out = {}
+        rx = re.compile(r'^POST Sandbox [^/]+/(\S+): 201 in [0-9.]+ ms \(attempt \d+, '
+                        r'handed to curl at ([0-9]+\.[0-9]+), written \+([0-9.]+) ms')
+        with open(self.gw.log.name, errors='replace') as f:
+            for line in f:
+                if '"driver.kubernetes"' not in line:
+                    continue
+                try:
+                    m = rx.match(json.loads(line).get('msg', ''))
+                except ValueError:
+                    continue
+                if m:
+                    out[m.group(1)] = float(m.group(2)) + float(m.group(3)) / 1000.0
+        return out
+
     def latency(self):
         a = self.args
-        # Warm-up: the informer's first list and watch, a connection.
-        ids = self.create_many(3)
+        # Warm-up: the informer's first list and watch, and one burst, so
+        # that the measured bursts find their HTTPS connections open (as a
+        # running gateway does): opening 50 at once is the stand-in's TLS
+        # handshakes in Python, not a cost of each create.
+        ids = self.create_many(a.concurrency)
         self.wait_settled(ids)
         _, last = self.api_requests(0)
         reps = []
@@ -284,20 +317,24 @@ class Bench:
             names = self.standin.sandbox_names()
             tl = self.standin.timeline()
             posts, last = self.post_times(last)
+            written = self.post_written()
             rows = []
             for sid in ids:
                 c_ms, r_ms = rec[sid]
                 nm = names.get(sid, '')
                 t = tl.get(nm, {})
-                if nm not in posts or not all(k in t for k in (
+                if nm not in posts or nm not in written or not all(k in t for k in (
                         'created', 'pod_created', 'pod_ready', 'ready', 'ready_sent')):
                     raise SystemExit('no stand-in timeline for %s' % sid)
                 recv, _ = posts[nm]
+                sent = written[nm]
                 rows.append({
                     'total': r_ms - c_ms,
-                    # the gateway: accepted -> its POST arrives
-                    'g_before': recv * 1000 - c_ms,
-                    # the stand-in: POST arrives -> Sandbox stored
+                    # the gateway: accepted -> its POST written
+                    'g_before': sent * 1000 - c_ms,
+                    # the stand-in: POST written -> its thread has read it
+                    's_read': (recv - sent) * 1000,
+                    # the stand-in: POST read -> Sandbox stored
                     's_create': (t['created'] - recv) * 1000,
                     # the stand-in: Sandbox stored -> Ready written to the watch
                     's_ready': (t['ready_sent'] - t['created']) * 1000,
@@ -308,7 +345,7 @@ class Bench:
                     'g_after': r_ms - t['ready_sent'] * 1000,
                 })
             for r in rows:
-                r['standin'] = r['s_create'] + r['s_ready']
+                r['standin'] = r['s_read'] + r['s_create'] + r['s_ready']
                 r['gateway'] = r['g_before'] + r['g_after']
             rows[0]['cpu'] = cpu
             reps.append(rows)
@@ -379,8 +416,10 @@ def render(args, lat, w):
          '- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
          '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
          '- command: `bench/run-k8s.py %s`' % ' '.join(rs.public_args(sys.argv[1:])),
-         '- machine: %d CPUs, kernel %s; gateway, stand-in and client unpinned, sharing them'
-         % (os.cpu_count(), os.uname().release),
+         '- machine: %d CPUs, kernel %s; %s'
+         % (os.cpu_count(), os.uname().release,
+            'gateway pinned to CPU 0, stand-in and client to CPU 1' if args.pin and rs.pin(0)
+            else 'gateway, stand-in and client unpinned, sharing them'),
          '- gateway: default workers, durability `full`, driver `kubernetes` (namespace '
          '`%s`; its watches of Sandboxes and pod Events); stand-in: '
          '`tests/k8s/standin.py --ready-delay-ms %d` (HTTPS, Python threads)'
@@ -389,33 +428,34 @@ def render(args, lat, w):
         L += ['### CreateSandbox to READY, %d creates at once (target p99 <= D + 10 = %d ms)'
               % (args.concurrency, d + 10), '',
               'Per sandbox, ms. **total**: the gateway\'s record, accepted (create_time) to '
-              'the READY event, both stamped by the gateway. Split with the stand-in\'s '
-              'timeline (its store\'s commit times, admin `GET /timeline`) and request log, '
-              'same machine and clock: **stand-in** = its POST received to the Sandbox '
-              'stored, plus the Sandbox stored to its Ready event written to the watch '
-              'connection; of that, pod created to pod Ready is the configured D plus its '
-              'kubelet\'s lag, the rest its controller and watch. **gateway** = the rest: '
-              'accepted to the POST received (record write, reconciler, driver, HTTPS) plus '
-              'the Ready event written to READY recorded (read, parse, reconciler). '
-              '%d repetitions 1 s apart after 3 warm-up creates; the first repetition opens '
-              'the HTTPS connections.' % args.reps, '',
-              '| rep | total p50 / p99 / max | stand-in p50 / p99 | pod->Ready p50 / p99 | '
-              'Sandbox->pod p99 | Ready->sent p99 | gateway p50 / p99 | '
-              'gateway before / after, p99 | CPU ms gateway / stand-in |',
-              '|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+              'the READY event, both stamped by the gateway. Split at two instants on the '
+              'same clock: the gateway writing its POST (the driver\'s debug line per '
+              'request: handed to curl, plus curl\'s offset to the write) and the stand-in '
+              'writing the Ready event to the watch connection (its timeline, admin '
+              '`GET /timeline`). **gateway** = accepted to POST written (record write, '
+              'reconciler, driver, HTTPS) plus Ready written to READY recorded (read, '
+              'parse, reconciler, record write). **stand-in** = the rest: its connection '
+              'thread waiting for the GIL to read the POST (*read wait*), storing it, its '
+              'controller creating the pod, pod created to pod Ready (the configured D plus '
+              'its kubelet\'s lag), the Sandbox\'s Ready condition and the watch. '
+              '%d repetitions 1 s apart after a warm-up burst of as many creates, which '
+              'opens the HTTPS connections.' % args.reps, '',
+              '| rep | total p50 / p99 / max | gateway p50 / p99 | gateway before / after, p99 '
+              '| stand-in p50 / p99 | read wait p99 | Sandbox->pod p99 | pod->Ready p50 / p99 '
+              '| Ready->sent p99 | CPU ms gateway / stand-in |',
+              '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
         allrows = []
 
         def line(label, rows, cpu):
             def c(k):
                 return [r[k] for r in rows]
-            return ('| %s | %.0f / %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %.0f | %.0f | '
-                    '%.1f / %.1f | %.1f / %.1f | %s |'
+            return ('| %s | %.0f / %.0f / %.0f | %.1f / %.1f | %.1f / %.1f | %.0f / %.0f | '
+                    '%.0f | %.0f | %.0f / %.0f | %.0f | %s |'
                     % (label, pct(c('total'), 50), pct(c('total'), 99), max(c('total')),
-                       pct(c('standin'), 50), pct(c('standin'), 99), pct(c('pod'), 50),
-                       pct(c('pod'), 99), pct(c('sb_to_pod'), 99),
-                       pct(c('ready_to_sent'), 99), pct(c('gateway'), 50),
-                       pct(c('gateway'), 99), pct(c('g_before'), 99),
-                       pct(c('g_after'), 99), cpu))
+                       pct(c('gateway'), 50), pct(c('gateway'), 99), pct(c('g_before'), 99),
+                       pct(c('g_after'), 99), pct(c('standin'), 50), pct(c('standin'), 99),
+                       pct(c('s_read'), 99), pct(c('sb_to_pod'), 99), pct(c('pod'), 50),
+                       pct(c('pod'), 99), pct(c('ready_to_sent'), 99), cpu))
         cpus = []
         singles = [r for rows in lat if len(rows) == 1 for r in rows]
         for i, rows in enumerate(x for x in lat if len(x) > 1):
@@ -430,16 +470,23 @@ def render(args, lat, w):
                               statistics.median([r['cpu'][0] for r in singles]),
                               statistics.median([r['cpu'][1] for r in singles]))))
         tot = [r['total'] for r in allrows]
-        L += ['', 'All %d creates of the bursts: total p99 **%.0f ms** (target %d ms); the '
-              'stand-in\'s own p99 %.0f ms, the gateway\'s own p99 **%.1f ms** (p50 %.1f ms). '
-              'The last row is the same path one create at a time (%d, 0.3 s apart). The '
-              'gateway\'s stamps are whole ms, so its share is +-1 ms; its "before" part '
-              'also holds the time the stand-in\'s connection thread waits for the GIL to '
-              'read the request, which a single create does not have.'
-              % (len(allrows), pct(tot, 99), d + 10,
-                 pct([r['standin'] for r in allrows], 99),
-                 pct([r['gateway'] for r in allrows], 99),
-                 pct([r['gateway'] for r in allrows], 50), len(singles)), '']
+        gw = [r['gateway'] for r in allrows]
+        L += ['', 'All %d creates of the bursts: the gateway\'s own share p99 **%.1f ms** '
+              '(p50 %.1f ms; target: D + 10 ms in all, so at most 10 ms of it the gateway\'s, '
+              '%s); total p99 %.0f ms, of which the stand-in\'s own p99 %.0f ms against its '
+              'configured D = %d ms. The last row is the same path one create at a time '
+              '(%d, 0.3 s apart). The record\'s stamps are whole ms, so the gateway\'s share '
+              'is +-1 ms.'
+              % (len(allrows), pct(gw, 99), pct(gw, 50),
+                 'met' if pct(gw, 99) <= 10.0 else '**not met**', pct(tot, 99),
+                 pct([r['standin'] for r in allrows], 99), d, len(singles)),
+              '', 'The total is not a measure of the gateway: the stand-in is Python behind '
+              'one lock, and at 50 creates at once its own work (about %d ms of CPU per '
+              'burst: schema validation, copies, its controller\'s writes and watch '
+              'fan-out) queues them, so its Sandbox->Ready alone is D plus that queue. A '
+              'real API server handles the creates in parallel; against it the total would '
+              'be D plus the gateway\'s share plus the server\'s own time.'
+              % statistics.median([x[1] for x in cpus]), '']
     if w:
         s = w['samples']
         L += ['### %d sandboxes watched at once: memory and API requests at rest' % w['n'], '',
@@ -473,6 +520,8 @@ def main():
     ap.add_argument('--sample-s', type=float, default=30)
     ap.add_argument('--only', choices=['latency', 'watch'])
     ap.add_argument('--no-results', action='store_true')
+    ap.add_argument('--no-pin', dest='pin', action='store_false',
+                    help='leave the gateway, the stand-in and the client unpinned')
     args = ap.parse_args()
     b = Bench(args)
     try:

@@ -53,6 +53,8 @@ typedef bool (*k8s_line_fn)(void *opaque, const char *line, size_t len);
 struct k8s_request {
     const char *method;       /* "GET", "POST", "DELETE", ... */
     const char *path;         /* absolute path with query, URL-encoded */
+    const char *what;         /* NULL, or the object for logs, e.g.
+                                 "Sandbox ns/name" (no secrets) */
     const char *body;         /* NULL: none */
     const char *content_type; /* default application/json */
     /* Streams (watches): lines go to on_line, done runs at the end with

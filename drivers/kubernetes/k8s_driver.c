@@ -1235,6 +1235,7 @@ static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
     json_t *j = NULL;
     char *body = NULL;
     char path[PATH_BUF];
+    char what[PATH_BUF];
     struct k8s_request req = {.method = "POST", .path = path};
     const char *ns;
     int ret;
@@ -1289,7 +1290,9 @@ static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
     k8s_object_name(sb->id, op->name);
     snprintf(path, sizeof(path), K8S_SANDBOX_API "/namespaces/%s/sandboxes",
              ns);
+    snprintf(what, sizeof(what), "Sandbox %s/%s", op->ns, op->name);
     req.body = body;
+    req.what = what;
     op->call = k8s_client_start(drv->client, &req, on_post, op);
     if (op->call == NULL) {
         op->done = NULL;
