@@ -322,5 +322,103 @@ class K8sDriverTest(DaemonTestCase):
         self.assertEqual(len(posts), 3)  # nothing created twice
 
 
+    def test_foreign_object_under_our_name_fails_clearly(self):
+        # The POST waits at the server while someone else creates an
+        # object of the same name: the create meets AlreadyExists, reads
+        # the object, finds it is not ours, and fails without touching it.
+        self.api.fault({'method': 'POST', 'resource': 'sandboxes', 'count': 1},
+                       {'delay_ms': 1500})
+        _, c = self.gateway()
+        sb = c.create(body(name()))
+        self.api.admin('POST', '/objects', {
+            'apiVersion': 'agents.x-k8s.io/v1beta1', 'kind': 'Sandbox',
+            'metadata': {'name': 'sg-' + sb.id, 'namespace': 'sbx-default',
+                         'labels': {'app': 'someone-else'}},
+            'spec': {'podTemplate': {'spec': {'containers': [
+                {'name': 'c', 'image': 'busybox:1.37'}]}}}})
+        got = c.wait_phase(sb.id, ('READY', 'FAILED'))
+        self.assertEqual(phase_name(got), 'FAILED')
+        self.assertIn('already exists and does not belong to this sandbox',
+                      got.status.message)
+        objs = [o for o in self.api.sandboxes('sbx-default')
+                if o['metadata']['name'] == 'sg-' + sb.id]
+        self.assertEqual(len(objs), 1)
+        self.assertEqual(objs[0]['metadata']['labels'], {'app': 'someone-else'})
+        w = writes(self.api.requests())
+        self.assertEqual([r['method'] for r in w], ['POST'])  # no delete, no update
+
+    def test_restart_adopts_through_a_paged_list(self):
+        d, c = self.gateway(list_page_size=2)
+        ids = [c.create(body(name())).id for _ in range(5)]
+        for sid in ids:
+            self.assertEqual(phase_name(c.wait_phase(sid, ('READY', 'FAILED'))), 'READY')
+        d.stop()
+        since = self.api.last_seq()
+        d.start()
+        c = Client(self.admin_channel(d))
+        deadline = time.monotonic() + env.scaled(20)
+        lists = []
+        while time.monotonic() < deadline:
+            lists = [r for r in self.api.requests(since=since)
+                     if r.get('resource') == 'sandboxes' and r.get('method') == 'GET'
+                     and not r.get('watch') and not r.get('name')]
+            if len(lists) >= 3 and any(r.get('watch') for r in self.api.requests(since=since)):
+                break
+            time.sleep(0.05)
+        # 5 objects at 2 a page: three pages, each after the first with
+        # the previous page's continue token.
+        self.assertGreaterEqual(len(lists), 3, lists)
+        self.assertTrue(all('limit=2' in r['query'] for r in lists), lists)
+        self.assertEqual(len([r for r in lists if 'continue=' in r['query']]), len(lists) - 1)
+        for sid in ids:
+            self.assertEqual(phase_name(c.get(sid)), 'READY')
+        self.assertEqual(writes(self.api.requests(since=since)), [])  # adopted, not recreated
+
+    def unknown_object(self, nm):
+        return {'apiVersion': 'agents.x-k8s.io/v1beta1', 'kind': 'Sandbox',
+                'metadata': {'name': nm, 'namespace': 'sbx-default',
+                             'labels': {'sandgate.io/gateway-id': GATEWAY_ID,
+                                        'sandgate.io/managed-by': 'sandgate'}},
+                'spec': {'podTemplate': {'spec': {'containers': [
+                    {'name': 'c', 'image': 'busybox:1.37'}]}}}}
+
+    def test_unknown_objects_are_reported_or_deleted_as_configured(self):
+        self.api.admin('POST', '/objects', self.unknown_object('left-behind'))
+        d, c = self.gateway()
+        sb = c.create(body(name()))  # the namespace's watch starts
+        self.assertEqual(phase_name(c.wait_phase(sb.id, ('READY', 'FAILED'))), 'READY')
+        self.assertIn('left-behind',
+                      [o['metadata']['name'] for o in self.api.sandboxes('sbx-default')])
+        self.assertEqual([r for r in writes(self.api.requests())
+                          if r['method'] == 'DELETE'], [])
+        d.stop()
+        d.rewrite_config({'driver': {'settings': {'delete_unknown': True}}})
+        d.start()
+        c = Client(self.admin_channel(d))
+        deadline = time.monotonic() + env.scaled(20)
+        while time.monotonic() < deadline:
+            if 'left-behind' not in [o['metadata']['name']
+                                     for o in self.api.sandboxes('sbx-default')]:
+                break
+            time.sleep(0.05)
+        deletes = [r for r in writes(self.api.requests()) if r['method'] == 'DELETE']
+        self.assertEqual([r.get('name') for r in deletes], ['left-behind'])
+        self.assertEqual(phase_name(c.get(sb.id)), 'READY')  # ours untouched
+
+    def test_cluster_wide_watch(self):
+        _, c = self.gateway(cluster_wide_watch=True)
+        a = c.create(body(name(), {'namespace': 'sbx-team-a'}))
+        b = c.create(body(name()))
+        for sb in (a, b):
+            self.assertEqual(phase_name(c.wait_phase(sb.id, ('READY', 'FAILED'))), 'READY')
+        watches = [r for r in self.api.requests()
+                   if r.get('resource') == 'sandboxes' and r.get('watch')]
+        self.assertTrue(watches)
+        self.assertTrue(all(not r.get('namespace') for r in watches), watches)
+        self.assertTrue(all('gateway-id%3D' + GATEWAY_ID in r['query'] or
+                            'gateway-id=' + GATEWAY_ID in r['query']
+                            for r in watches), watches)
+
+
 if __name__ == '__main__':
     unittest.main()
