@@ -192,12 +192,32 @@ int sg_store_count_sandboxes(struct sg_store *store,
     return store->ops->count_sandboxes(store->priv, f ? f : &none, count, err);
 }
 
-ssize_t sg_store_list_events(struct sg_store *store, uint64_t after_seq,
-                             size_t max_rows, sg_event_visit_fn visit,
-                             void *opaque, struct sg_error *err)
+ssize_t sg_store_list_events(struct sg_store *store,
+                             const struct sg_event_filter *f,
+                             uint64_t after_seq, size_t max_rows,
+                             size_t max_scan, uint64_t *scanned_to,
+                             sg_event_visit_fn visit, void *opaque,
+                             struct sg_error *err)
 {
-    return store->ops->list_events(store->priv, after_seq, max_rows, visit,
+    static const struct sg_event_filter none;
+    uint64_t ignored;
+
+    return store->ops->list_events(store->priv, f ? f : &none, after_seq,
+                                   max_rows, max_scan,
+                                   scanned_to ? scanned_to : &ignored, visit,
                                    opaque, err);
+}
+
+int sg_store_event_bounds(struct sg_store *store, uint64_t *oldest,
+                          uint64_t *newest, struct sg_error *err)
+{
+    return store->ops->event_bounds(store->priv, oldest, newest, err);
+}
+
+void sg_store_set_commit_observer(struct sg_store *store,
+                                  sg_store_commit_fn fn, void *opaque)
+{
+    store->ops->set_commit_observer(store->priv, fn, fn ? opaque : NULL);
 }
 
 /* strdup that maps NULL to "" (rows and events never hold NULL strings). */

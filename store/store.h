@@ -124,6 +124,14 @@ struct sg_sandbox_filter {
     int64_t expire_before;     /* only rows with 0 < expire_time <= this */
 };
 
+/* Filters for listing events; NULL, "" and 0 fields do not filter. */
+struct sg_event_filter {
+    const char *tenant;
+    const char *namespace_name;
+    const char *sandbox_id;
+    uint32_t types;            /* bit (1u << sg_event_type) set; 0 = any */
+};
+
 /* Backend selection and settings. NULL / "" / 0 select the default. */
 struct sg_store_config {
     const char *backend;       /* "sqlite" (default) */
@@ -137,6 +145,17 @@ struct sg_store_config {
                                   (default 5000) */
     unsigned max_batch;        /* writes per group commit (default 256) */
     unsigned read_connections; /* size of the read pool, 1..64 (default 4) */
+    /* Event retention: the writer deletes the oldest events beyond the
+       newest event_retention_count, and the oldest ones whose time is more
+       than event_retention_age_ms in the past (0: no such limit; both 0,
+       the default, keep every event). Deletion always takes a prefix in
+       seq order: an old event behind a newer-stamped one waits for it.
+       It runs after commits (none while nothing is written), at most
+       about once a second or every few dozen commits, a bounded chunk at
+       a time, so a retention below the backlog catches up over the
+       following commits instead of stalling one. */
+    uint64_t event_retention_count;   /* at most INT64_MAX */
+    int64_t event_retention_age_ms;   /* >= 0 */
 };
 
 /*
@@ -146,7 +165,7 @@ struct sg_store_config {
 struct sg_store_stats {
     uint64_t writes;         /* write requests the writer finished (any
                                 outcome, including errors) */
-    uint64_t commits;        /* transactions committed */
+    uint64_t commits;        /* write transactions committed */
     uint64_t batches;        /* write transactions attempted (a batch
                                 retried after SQLITE_BUSY counts once) */
     uint64_t failed_batches; /* batches that failed as a whole */
@@ -154,6 +173,8 @@ struct sg_store_stats {
     uint64_t max_batch;      /* most writes in one batch so far */
     uint64_t queued;         /* writes waiting for the writer now */
     uint64_t read_waits;     /* reads that waited for a pooled connection */
+    uint64_t purges;         /* retention transactions that deleted events */
+    uint64_t events_purged;  /* events they deleted */
 };
 
 /*
@@ -183,6 +204,20 @@ struct sg_store_result {
 
 typedef void (*sg_store_write_cb)(void *opaque,
                                   const struct sg_store_result *res);
+
+/*
+ * Called after every commit with every event the commit wrote (n_evs > 0;
+ * one call per commit, one per write of it should memory run out), in seq
+ * order and consecutive across calls, before the writes' own callbacks
+ * run, on the writer thread: it must not block or read from the store,
+ * and must not call sg_store_set_commit_observer. A batch that fails is
+ * never observed. Events have their seq, time and resource_version set
+ * and are borrowed for the call. (Consecutive assumes this store is the
+ * only writer of its database.)
+ */
+typedef void (*sg_store_commit_fn)(void *opaque,
+                                   const struct sg_event_row *evs,
+                                   size_t n_evs);
 
 /* A visitor returns 0 to go on, anything else to stop (not an error). */
 typedef int (*sg_sandbox_visit_fn)(void *opaque,
@@ -219,11 +254,22 @@ struct sg_store_ops {
                           const char *after_id, size_t max_rows,
                           sg_sandbox_visit_fn visit, void *opaque,
                           struct sg_error *err);
-    int (*list_events)(void *priv, uint64_t after_seq, size_t max_rows,
-                       sg_event_visit_fn visit, void *opaque,
-                       struct sg_error *err);
+    /* f and scanned_to are never NULL (store.c passes an empty filter
+       and a scratch cursor). */
+    ssize_t (*list_events)(void *priv, const struct sg_event_filter *f,
+                           uint64_t after_seq, size_t max_rows,
+                           size_t max_scan, uint64_t *scanned_to,
+                           sg_event_visit_fn visit, void *opaque,
+                           struct sg_error *err);
+    int (*event_bounds)(void *priv, uint64_t *oldest, uint64_t *newest,
+                        struct sg_error *err);
     int (*count_sandboxes)(void *priv, const struct sg_sandbox_filter *f,
                            uint64_t *count, struct sg_error *err);
+
+    /* See sg_store_set_commit_observer: the backend calls the observer
+       from its writer. */
+    void (*set_commit_observer)(void *priv, sg_store_commit_fn fn,
+                                void *opaque);
 
     /* See sg_store_get_stats and sg_store_schema_version. */
     void (*get_stats)(void *priv, struct sg_store_stats *out);
@@ -338,14 +384,53 @@ int sg_store_count_sandboxes(struct sg_store *store,
                              struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
 /*
- * Visit events with seq > after_seq in ascending seq order, at most
- * max_rows (0: no limit), until visit returns non-zero. Returns the number
- * visited, or -1 with err set.
+ * Visit events matching f (NULL: all) with seq > after_seq in ascending
+ * seq order, at most max_rows matches (0: no limit), until visit returns
+ * non-zero (that event counts as visited). At most max_scan events are
+ * examined (0: no limit), so that a rare filter cannot make one call read
+ * all of history: the call covers at most the seqs after_seq + 1 ..
+ * after_seq + max_scan. *scanned_to (may be NULL) is set to the highest
+ * seq covered, at least after_seq: the last event visited when max_rows
+ * or the visitor ended the call, else the end of the covered range, which
+ * is the newest committed seq when the call read to the end of history
+ * (so a filter that matched nothing still moves the cursor). Calling
+ * again with after_seq = *scanned_to misses nothing and repeats nothing.
+ * One snapshot per call. Returns the number visited, or -1 with err set.
+ *
+ * Retention may purge events between calls: a caller that needs to know
+ * it missed none checks sg_store_event_bounds after the read (oldest - 1
+ * <= its cursor then means the read was complete: purges only move
+ * oldest up).
  */
-ssize_t sg_store_list_events(struct sg_store *store, uint64_t after_seq,
-                             size_t max_rows, sg_event_visit_fn visit,
-                             void *opaque,
+ssize_t sg_store_list_events(struct sg_store *store,
+                             const struct sg_event_filter *f,
+                             uint64_t after_seq, size_t max_rows,
+                             size_t max_scan, uint64_t *scanned_to,
+                             sg_event_visit_fn visit, void *opaque,
                              struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * The retained window of events: *oldest is the smallest seq still
+ * retained (the seq after the purge horizon, also when nothing is
+ * retained: 1 before any purge), *newest the highest seq committed (0
+ * before any event; seqs are never reused). Every event with oldest <= seq
+ * <= newest is readable; a reader whose cursor is below oldest - 1 has
+ * lost events. Both come from one snapshot and survive restarts. Returns
+ * 0, or -1 with err set.
+ */
+int sg_store_event_bounds(struct sg_store *store, uint64_t *oldest,
+                          uint64_t *newest,
+                          struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * Install (fn non-NULL) or remove (fn NULL) the commit observer; one per
+ * store, the last one set wins. Any thread but the observer's own. Waits
+ * for a call of the previous observer in progress: once it returns, the
+ * previous observer is not called again (its opaque may be freed). Set it
+ * before the first write to see every event from the start.
+ */
+void sg_store_set_commit_observer(struct sg_store *store,
+                                  sg_store_commit_fn fn, void *opaque);
 
 /* Owned deep copy of a row (NULL strings become ""); NULL when out of
    memory. Any thread. */

@@ -22,6 +22,27 @@
  * the reconciler reuses its plan. Visitors get pointers straight into
  * SQLite's column buffers: no allocation per row.
  *
+ * EVENTS. After each commit the writer hands the commit's events to the
+ * commit observer, then the callbacks to the completion thread. Listing
+ * walks the primary key from the cursor and tests the filter on each row;
+ * the walk covers at most max_scan consecutive seqs (committed seqs have
+ * no gaps, so that bounds the rows examined). A sandbox filter walks the
+ * events_sandbox index instead, which holds only that sandbox's rows.
+ * No index per tenant, namespace or type: every event insert and every
+ * purged row would pay for it (see migration 0002).
+ *
+ * RETENTION. After a commit, at most once a second or every
+ * PURGE_EVERY_COMMITS commits, the writer deletes the oldest events beyond
+ * the count limit and, from the oldest on, those older than the age limit,
+ * in a transaction of its own that also records the new horizon in meta
+ * ('events_purged_through'). One purge deletes at most a chunk that grows
+ * with the events written since the previous one (so it keeps up with any
+ * write rate) and is capped (so it never holds the next batch up long); a
+ * purge that hit the cap runs again after the next commit. It commits
+ * without its own fsync: the next batch's fsync covers its WAL frames,
+ * and a lost purge only brings back events, consistently with the
+ * horizon.
+ *
  * MIGRATIONS (migrations/sqlite/NNNN_name.sql, embedded at build time) run
  * at open, in order, each in its own transaction, recorded in
  * schema_migrations.
@@ -57,6 +78,11 @@ SG_LOG_INIT("store.sqlite");
    spaces them out. */
 #define BUSY_RETRIES 3
 #define BUSY_BACKOFF_MS 10
+/* Retention: when a purge runs after a commit, and how much it may do. */
+#define PURGE_INTERVAL_MS 1000
+#define PURGE_EVERY_COMMITS 32
+#define PURGE_CHUNK 1000
+#define PURGE_CHUNK_MAX 8192
 
 #define SANDBOX_COLUMNS                                                        \
     "id, name, tenant, project, owner, request_id, request_hash, namespace, "  \
@@ -80,6 +106,12 @@ enum wstmt {
     W_INSERT,
     W_UPDATE,
     W_INSERT_EVENT,
+    W_GET_PURGED,
+    W_FIRST_YOUNG,
+    W_PURGE,
+    W_SET_PURGED,
+    W_SYNC_NORMAL,
+    W_SYNC_FULL,
     W_COUNT
 };
 
@@ -116,17 +148,30 @@ static const char *const wstmt_sql[W_COUNT] = {
                        "request_id, phase, reason, message, "
                        "resource_version, seq) VALUES (?1, ?2, ?3, ?4, ?5, "
                        "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [W_GET_PURGED] = "SELECT value FROM meta "
+                     "WHERE key = 'events_purged_through'",
+    /* The first event in (?1, ?2] young enough to keep: the age purge
+       stops before it. A walk of the primary key, at most a chunk. */
+    [W_FIRST_YOUNG] = "SELECT seq FROM events WHERE seq > ?1 AND seq <= ?2 "
+                      "AND time >= ?3 ORDER BY seq LIMIT 1",
+    [W_PURGE] = "DELETE FROM events WHERE seq > ?1 AND seq <= ?2",
+    [W_SET_PURGED] = "UPDATE meta SET value = ?1 "
+                     "WHERE key = 'events_purged_through'",
+    /* A purge commits without an fsync of its own (see the top). */
+    [W_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+    [W_SYNC_FULL] = "PRAGMA synchronous = FULL",
 };
 
 /* Fixed read statements; list/count ones are per filter shape. */
-enum rstmt { R_GET, R_EVENTS, R_BEGIN, R_END, R_COUNT };
+enum rstmt { R_GET, R_BOUNDS, R_BEGIN, R_END, R_COUNT };
 
 static const char *const rstmt_sql[R_COUNT] = {
     [R_BEGIN] = "BEGIN",
     [R_END] = "COMMIT",
     [R_GET] = "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE id = ?1",
-    [R_EVENTS] = "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ?1 "
-                 "ORDER BY seq LIMIT ?2",
+    [R_BOUNDS] = "SELECT (SELECT value FROM meta "
+                 "WHERE key = 'events_purged_through'), "
+                 "(SELECT value FROM meta WHERE key = 'event_seq')",
 };
 
 /* Filter shape: which terms a list/count statement has. */
@@ -138,7 +183,16 @@ enum {
     SHAPE_EXPIRE = 1u << 4,
     SHAPE_AFTER = 1u << 5,
     SHAPE_COUNT = 1u << 6,
+    SHAPE_EVENTS = 1u << 7, /* an event listing; then only the EV_ bits */
     SHAPE_PHASES_SHIFT = 8, /* above: how many phases the IN list has */
+};
+
+/* Event filter shape (with SHAPE_EVENTS). */
+enum {
+    EV_SHAPE_TENANT = 1u << 0,
+    EV_SHAPE_NAMESPACE = 1u << 1,
+    EV_SHAPE_SANDBOX = 1u << 2,
+    EV_SHAPE_TYPES = 1u << 3,
 };
 
 struct shape_stmt {
@@ -209,6 +263,21 @@ struct sqlite_store {
     uint64_t commit_epoch; /* commits so far (atomic): readers' freshness */
     uint64_t rv;          /* writer: last resource_version of the batch */
     uint64_t seq;         /* writer: last event seq of the batch */
+
+    /* Retention (settings fixed at open; the rest the writer's own). */
+    uint64_t retain_count;
+    int64_t retain_age_ms;
+    int64_t next_purge_ms;
+    unsigned commits_since_purge;
+    uint64_t events_since_purge;
+    bool purge_backlog; /* the last purge stopped at its chunk */
+
+    /* The commit observer; the writer holds obs_lock while calling it. */
+    pthread_mutex_t obs_lock;
+    sg_store_commit_fn obs_fn;
+    void *obs_opaque;
+    struct sg_event_row *obs_evs; /* writer: one commit's events */
+    size_t obs_cap;
 
     /* Committed requests wait here for their callbacks, which run on the
        completion thread so that the writer can start the next batch. */
@@ -827,7 +896,8 @@ static void rollback(struct sqlite_store *s)
         SG_ERROR("sqlite: rollback failed: %s", sqlite3_errmsg(s->wdb));
 }
 
-static void run_batch(struct sqlite_store *s, struct write_req **batch,
+/* Returns true when the batch committed (whatever its requests did). */
+static bool run_batch(struct sqlite_store *s, struct write_req **batch,
                       size_t n)
 {
     char msg[SG_ERROR_MESSAGE_MAX / 2];
@@ -869,7 +939,7 @@ static void run_batch(struct sqlite_store *s, struct write_req **batch,
             pthread_mutex_lock(&s->lock);
             s->stats.commits++;
             pthread_mutex_unlock(&s->lock);
-            return;
+            return true;
         }
         snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(s->wdb));
         rollback(s);
@@ -901,6 +971,223 @@ static void run_batch(struct sqlite_store *s, struct write_req **batch,
                             "written: %s",
                             stage, msg);
     }
+    return false;
+}
+
+/* Events the committed batch wrote. */
+static size_t batch_events(struct write_req **batch, size_t n)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!sg_error_is_set(&batch[i]->err))
+            total += batch[i]->wrote_events;
+    }
+    return total;
+}
+
+/*
+ * Hand the committed batch's total events to the observer, in seq order
+ * (the order the requests ran). One call with a contiguous array; should
+ * growing the array fail, one call per request, still in order.
+ */
+static void notify_observer(struct sqlite_store *s, struct write_req **batch,
+                            size_t n, size_t total)
+{
+    size_t i, k = 0;
+
+    pthread_mutex_lock(&s->obs_lock);
+    if (!s->obs_fn || total == 0)
+        goto cleanup;
+    if (total > s->obs_cap) {
+        size_t cap = total > 2 * s->obs_cap ? total : 2 * s->obs_cap;
+        struct sg_event_row *grown = realloc(s->obs_evs, cap * sizeof(*grown));
+
+        if (grown) {
+            s->obs_evs = grown;
+            s->obs_cap = cap;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        const struct write_req *req = batch[i];
+
+        if (sg_error_is_set(&req->err) || req->wrote_events == 0)
+            continue;
+        if (total > s->obs_cap) {
+            s->obs_fn(s->obs_opaque, req->evs, req->wrote_events);
+            continue;
+        }
+        memcpy(&s->obs_evs[k], req->evs, req->wrote_events * sizeof(*req->evs));
+        k += req->wrote_events;
+    }
+    if (k > 0)
+        s->obs_fn(s->obs_opaque, s->obs_evs, k);
+
+ cleanup:
+    pthread_mutex_unlock(&s->obs_lock);
+}
+
+/* The horizon stored in meta, in the writer's open transaction. */
+static int read_purged(struct sqlite_store *s, uint64_t *purged)
+{
+    sqlite3_stmt *st = s->wst[W_GET_PURGED];
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW) {
+        *purged = (uint64_t)sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_CORRUPT : rc;
+}
+
+/*
+ * The highest seq the age limit lets go, looking no further than limit:
+ * the one before the first event of (purged, limit] stamped at or after
+ * cutoff, or limit when there is none. Sets *rc.
+ */
+static uint64_t age_horizon(struct sqlite_store *s, uint64_t purged,
+                            uint64_t limit, int64_t cutoff, int *rc)
+{
+    sqlite3_stmt *st = s->wst[W_FIRST_YOUNG];
+    uint64_t horizon = limit;
+
+    if (!bind_int(st, 1, (int64_t)purged) || !bind_int(st, 2, (int64_t)limit) ||
+        !bind_int(st, 3, cutoff)) {
+        *rc = SQLITE_ERROR;
+        sqlite3_reset(st);
+        return purged;
+    }
+    *rc = sqlite3_step(st);
+    if (*rc == SQLITE_ROW)
+        horizon = (uint64_t)sqlite3_column_int64(st, 0) - 1;
+    *rc = *rc == SQLITE_ROW || *rc == SQLITE_DONE ? SQLITE_OK : *rc;
+    sqlite3_reset(st);
+    return horizon;
+}
+
+/*
+ * One purge transaction: delete (purged, horizon] and record horizon,
+ * deleting at most chunk events. *more is set when the chunk was the
+ * limit (there may be more to delete). Returns SQLITE_OK or the failure
+ * (*stage says where); nothing is left open.
+ */
+static int purge_events(struct sqlite_store *s, int64_t now, uint64_t chunk,
+                        bool *more, const char **stage)
+{
+    uint64_t purged = 0, limit, target = 0;
+    int64_t deleted = 0;
+    int rc;
+
+    *more = false;
+    *stage = "begin";
+    readers_release(s);
+    rc = step_done(s, W_BEGIN);
+    if (rc == SQLITE_OK) {
+        *stage = "read counters";
+        rc = read_counter(s);
+    }
+    if (rc == SQLITE_OK)
+        rc = read_purged(s, &purged);
+    if (rc != SQLITE_OK || purged >= s->seq)
+        goto cleanup;
+
+    limit = s->seq - purged > chunk ? purged + chunk : s->seq;
+    if (s->retain_count && s->seq > s->retain_count)
+        target = s->seq - s->retain_count;
+    if (s->retain_age_ms) {
+        uint64_t by_age;
+
+        *stage = "find the age horizon";
+        by_age = age_horizon(s, purged, limit, now - s->retain_age_ms, &rc);
+        if (rc != SQLITE_OK)
+            goto cleanup;
+        if (by_age > target)
+            target = by_age;
+    }
+    if (target >= limit) {
+        *more = limit < s->seq;
+        target = limit;
+    }
+    if (target <= purged)
+        goto cleanup; /* nothing to do: the rollback ends the transaction */
+
+    *stage = "delete";
+    if (!bind_int(s->wst[W_PURGE], 1, (int64_t)purged) ||
+        !bind_int(s->wst[W_PURGE], 2, (int64_t)target)) {
+        rc = SQLITE_ERROR;
+        goto cleanup;
+    }
+    rc = step_done(s, W_PURGE);
+    if (rc != SQLITE_OK)
+        goto cleanup;
+    deleted = sqlite3_changes64(s->wdb);
+    *stage = "record the horizon";
+    if (!bind_int(s->wst[W_SET_PURGED], 1, (int64_t)target)) {
+        rc = SQLITE_ERROR;
+        goto cleanup;
+    }
+    rc = step_done(s, W_SET_PURGED);
+    if (rc == SQLITE_OK) {
+        *stage = "commit";
+        rc = step_done(s, W_COMMIT);
+    }
+    if (rc == SQLITE_OK) {
+        readers_committed(s);
+        pthread_mutex_lock(&s->lock);
+        s->stats.purges++;
+        s->stats.events_purged += (uint64_t)deleted;
+        pthread_mutex_unlock(&s->lock);
+        SG_DEBUG("sqlite: purged %lld events through seq %llu",
+                 (long long)deleted, (unsigned long long)target);
+    }
+
+ cleanup:
+    rollback(s);
+    return rc;
+}
+
+/*
+ * After a batch: purge if retention is set, the batch committed, and a
+ * second or PURGE_EVERY_COMMITS commits passed since the last purge (or
+ * the last one stopped at its chunk). The first commit after open always
+ * purges, catching up with a lowered limit.
+ */
+static void maybe_purge(struct sqlite_store *s, bool committed, size_t n_events)
+{
+    const char *stage = "begin";
+    uint64_t chunk;
+    int64_t now;
+    bool more = false;
+    int rc;
+
+    if (!committed || (!s->retain_count && !s->retain_age_ms))
+        return;
+    s->commits_since_purge++;
+    s->events_since_purge += n_events;
+    now = now_ms();
+    if (!s->purge_backlog && s->commits_since_purge < PURGE_EVERY_COMMITS &&
+        now < s->next_purge_ms)
+        return;
+    chunk = PURGE_CHUNK + 2 * s->events_since_purge;
+    if (chunk > PURGE_CHUNK_MAX)
+        chunk = PURGE_CHUNK_MAX;
+    s->commits_since_purge = 0;
+    s->events_since_purge = 0;
+    s->next_purge_ms = now + PURGE_INTERVAL_MS;
+
+    if (s->full_sync && step_done(s, W_SYNC_NORMAL) != SQLITE_OK)
+        SG_WARN("sqlite: cannot relax synchronous for a purge: %s",
+                sqlite3_errmsg(s->wdb));
+    rc = purge_events(s, now, chunk, &more, &stage);
+    if (rc != SQLITE_OK)
+        SG_WARN("sqlite: event retention: %s failed: %s; retrying later", stage,
+                sqlite3_errstr(rc));
+    /* Never leave a write batch without its fsync. */
+    if (s->full_sync && step_done(s, W_SYNC_FULL) != SQLITE_OK)
+        SG_ERROR("sqlite: cannot restore synchronous = FULL: %s",
+                 sqlite3_errmsg(s->wdb));
+    s->purge_backlog = rc == SQLITE_OK && more;
 }
 
 static void req_finish(struct write_req *req)
@@ -926,7 +1213,8 @@ static void *writer_main(void *arg)
 
     pthread_setname_np(pthread_self(), "sg-store-write");
     for (;;) {
-        size_t n = 0, i;
+        size_t n = 0, n_events, i;
+        bool committed;
 
         pthread_mutex_lock(&s->lock);
         while (!s->head && !s->closing)
@@ -948,7 +1236,9 @@ static void *writer_main(void *arg)
 
         for (i = 0; i < n; i++)
             s->batch[i]->next = NULL;
-        run_batch(s, s->batch, n);
+        committed = run_batch(s, s->batch, n);
+        n_events = committed ? batch_events(s->batch, n) : 0;
+        notify_observer(s, s->batch, n, n_events);
 
         /* Stats before callbacks: a caller woken by its callback sees
            counters that include its write. */
@@ -969,6 +1259,9 @@ static void *writer_main(void *arg)
         }
         pthread_cond_signal(&s->done_wake);
         pthread_mutex_unlock(&s->lock);
+
+        /* After the hand-off: the callbacks need not wait for it. */
+        maybe_purge(s, committed, n_events);
     }
     pthread_mutex_lock(&s->lock);
     s->writer_done = true;
@@ -1162,6 +1455,49 @@ static unsigned filter_shape(const struct sg_sandbox_filter *f,
     return key;
 }
 
+/* The connection's statement for shape key, if it was prepared. */
+static sqlite3_stmt *cached_stmt(const struct read_conn *c, unsigned key)
+{
+    for (size_t i = 0; i < c->n_shapes; i++) {
+        if (c->shapes[i].key == key)
+            return c->shapes[i].st;
+    }
+    return NULL;
+}
+
+/* Prepare sql (built in *sql) and keep it with the connection under key;
+   frees *sql. */
+static sqlite3_stmt *cache_stmt(struct read_conn *c, unsigned key,
+                                struct sg_buf *sql, struct sg_error *err)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (c->n_shapes == c->cap_shapes) {
+        size_t cap = c->cap_shapes ? 2 * c->cap_shapes : 8;
+        struct shape_stmt *grown = realloc(c->shapes, cap * sizeof(*grown));
+
+        if (!grown) {
+            sg_error_report(err, SG_ERR_NO_MEMORY,
+                            "out of memory preparing a store query");
+            goto cleanup;
+        }
+        c->shapes = grown;
+        c->cap_shapes = cap;
+    }
+    if (sg_buf_error(sql) < 0) {
+        sg_error_report(err, SG_ERR_NO_MEMORY,
+                        "out of memory preparing a store query");
+    } else if (prepare(c->db, sg_buf_str(sql), &st, err) == 0) {
+        c->shapes[c->n_shapes].key = key;
+        c->shapes[c->n_shapes].st = st;
+        c->n_shapes++;
+    }
+
+ cleanup:
+    sg_buf_free(sql);
+    return st;
+}
+
 /* The connection's statement for this filter shape, prepared on first use
    and kept with the connection. */
 static sqlite3_stmt *shape_stmt(struct read_conn *c,
@@ -1171,42 +1507,69 @@ static sqlite3_stmt *shape_stmt(struct read_conn *c,
 {
     unsigned key = filter_shape(f, after, count);
     struct sg_buf sql = SG_BUF_INIT;
-    sqlite3_stmt *st = NULL;
-    size_t i;
+    sqlite3_stmt *st = cached_stmt(c, key);
     int n;
 
-    for (i = 0; i < c->n_shapes; i++) {
-        if (c->shapes[i].key == key)
-            return c->shapes[i].st;
-    }
-    if (c->n_shapes == c->cap_shapes) {
-        size_t cap = c->cap_shapes ? 2 * c->cap_shapes : 8;
-        struct shape_stmt *grown = realloc(c->shapes, cap * sizeof(*grown));
-
-        if (!grown) {
-            sg_error_report(err, SG_ERR_NO_MEMORY,
-                            "out of memory preparing a store query");
-            return NULL;
-        }
-        c->shapes = grown;
-        c->cap_shapes = cap;
-    }
+    if (st)
+        return st;
     sg_buf_adds(&sql, count ? "SELECT count(*) FROM sandboxes WHERE 1"
                             : "SELECT " SANDBOX_COLUMNS
                               " FROM sandboxes WHERE 1");
     n = filter_terms(f, after, &sql, NULL);
     if (!count)
         sg_buf_printf(&sql, " ORDER BY id LIMIT ?%d", n + 1);
-    if (sg_buf_error(&sql) < 0) {
-        sg_error_report(err, SG_ERR_NO_MEMORY,
-                        "out of memory preparing a store query");
-    } else if (prepare(c->db, sg_buf_str(&sql), &st, err) == 0) {
-        c->shapes[c->n_shapes].key = key;
-        c->shapes[c->n_shapes].st = st;
-        c->n_shapes++;
+    return cache_stmt(c, key, &sql, err);
+}
+
+/*
+ * The WHERE terms of an event filter after "seq > ?1 AND seq <= ?2", in
+ * the way of filter_terms. Returns the number of parameters, or -1.
+ */
+static int event_terms(const struct sg_event_filter *f, struct sg_buf *sql,
+                       sqlite3_stmt *st)
+{
+    bool ok = true;
+    int n = 2;
+
+    add_text_term(sql, st, &n, &ok, "sandbox_id", f->sandbox_id);
+    add_text_term(sql, st, &n, &ok, "tenant", f->tenant);
+    add_text_term(sql, st, &n, &ok, "namespace", f->namespace_name);
+    if (f->types) {
+        n++;
+        /* One parameter for any set of types: one statement per shape. */
+        if (sql)
+            sg_buf_printf(sql, " AND (?%d >> type) & 1", n);
+        if (st)
+            ok &= bind_int(st, n, f->types);
     }
-    sg_buf_free(&sql);
-    return st;
+    return ok ? n : -1;
+}
+
+static sqlite3_stmt *event_stmt(struct read_conn *c,
+                                const struct sg_event_filter *f,
+                                struct sg_error *err)
+{
+    unsigned key = SHAPE_EVENTS;
+    struct sg_buf sql = SG_BUF_INIT;
+    sqlite3_stmt *st;
+    int n;
+
+    key |= is_set(f->tenant) ? EV_SHAPE_TENANT : 0;
+    key |= is_set(f->namespace_name) ? EV_SHAPE_NAMESPACE : 0;
+    key |= is_set(f->sandbox_id) ? EV_SHAPE_SANDBOX : 0;
+    key |= f->types ? EV_SHAPE_TYPES : 0;
+    st = cached_stmt(c, key);
+    if (st)
+        return st;
+    /* A sandbox's events through its index (ordered by seq there too);
+       everything else walks the seq range of the table itself. */
+    sg_buf_adds(&sql, "SELECT " EVENT_COLUMNS " FROM events");
+    if (key & EV_SHAPE_SANDBOX)
+        sg_buf_adds(&sql, " INDEXED BY events_sandbox");
+    sg_buf_adds(&sql, " WHERE seq > ?1 AND seq <= ?2");
+    n = event_terms(f, &sql, NULL);
+    sg_buf_printf(&sql, " ORDER BY seq LIMIT ?%d", n + 1);
+    return cache_stmt(c, key, &sql, err);
 }
 
 static int sqlite_get_sandbox(void *priv, const char *id,
@@ -1324,23 +1687,78 @@ static int sqlite_count_sandboxes(void *priv, const struct sg_sandbox_filter *f,
     return ret;
 }
 
-static int sqlite_list_events(void *priv, uint64_t after_seq, size_t max_rows,
-                              sg_event_visit_fn visit, void *opaque,
-                              struct sg_error *err)
+/* The purge horizon and the newest seq, on c (within its snapshot). */
+static int read_bounds(struct read_conn *c, uint64_t *purged, uint64_t *newest,
+                       struct sg_error *err)
+{
+    sqlite3_stmt *st = c->st[R_BOUNDS];
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW) {
+        *purged = (uint64_t)sqlite3_column_int64(st, 0);
+        *newest = (uint64_t)sqlite3_column_int64(st, 1);
+    } else {
+        sg_error_report(err, SG_ERR_INTERNAL, "sqlite: event bounds: %s",
+                        rc == SQLITE_DONE ? "no counters"
+                                          : sqlite3_errmsg(c->db));
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int sqlite_event_bounds(void *priv, uint64_t *oldest, uint64_t *newest,
+                               struct sg_error *err)
 {
     struct sqlite_store *s = priv;
     struct read_conn *c = checkout(s);
-    sqlite3_stmt *st = c->st[R_EVENTS];
-    int visited = 0;
-    int rc;
+    uint64_t purged = 0;
+    int ret = read_bounds(c, &purged, newest, err);
+
+    *oldest = purged + 1;
+    checkin(s, c);
+    return ret;
+}
+
+/*
+ * The newest seq is read first, on the same connection: within one read
+ * transaction both statements share the snapshot, and should BEGIN have
+ * failed, every event up to it is still visible to the later listing, so
+ * a scan that reached the end of the range covered it either way.
+ */
+static ssize_t sqlite_list_events(void *priv, const struct sg_event_filter *f,
+                                  uint64_t after_seq, size_t max_rows,
+                                  size_t max_scan, uint64_t *scanned_to,
+                                  sg_event_visit_fn visit, void *opaque,
+                                  struct sg_error *err)
+{
+    struct sqlite_store *s = priv;
+    struct read_conn *c = checkout(s);
+    sqlite3_stmt *st = NULL;
+    uint64_t purged, newest = 0, hi, last = 0;
+    ssize_t visited = 0;
+    bool ended = false; /* max_rows or the visitor ended the walk */
+    int n, rc = SQLITE_ERROR;
 
     if (after_seq > INT64_MAX)
         after_seq = INT64_MAX;
-    if (!bind_int(st, 1, (int64_t)after_seq) ||
-        !bind_int(st, 2, sql_limit(max_rows))) {
-        rc = SQLITE_ERROR;
+    *scanned_to = after_seq;
+    if (read_bounds(c, &purged, &newest, err) < 0) {
+        visited = -1;
         goto cleanup;
     }
+    hi = max_scan == 0 || max_scan > INT64_MAX - after_seq
+             ? INT64_MAX
+             : after_seq + max_scan;
+    st = event_stmt(c, f, err);
+    if (!st) {
+        visited = -1;
+        goto cleanup;
+    }
+    n = event_terms(f, NULL, st);
+    if (n < 0 || !bind_int(st, 1, (int64_t)after_seq) ||
+        !bind_int(st, 2, (int64_t)hi) ||
+        !bind_int(st, n + 1, sql_limit(max_rows)))
+        goto cleanup;
     for (;;) {
         struct sg_event_row ev;
 
@@ -1349,21 +1767,46 @@ static int sqlite_list_events(void *priv, uint64_t after_seq, size_t max_rows,
             break;
         event_from_stmt(st, &ev);
         visited++;
+        last = ev.seq;
         if (visit && visit(opaque, &ev) != 0) {
+            ended = true;
             rc = SQLITE_DONE;
             break;
         }
     }
+    if (rc == SQLITE_DONE && max_rows && (size_t)visited == max_rows)
+        ended = true;
 
  cleanup:
-    if (rc != SQLITE_DONE) {
+    if (visited >= 0 && rc != SQLITE_DONE) {
         sg_error_report(err, SG_ERR_INTERNAL, "sqlite: list events: %s",
                         sqlite3_errmsg(c->db));
         visited = -1;
     }
-    sqlite3_reset(st);
+    if (visited >= 0 && ended) {
+        *scanned_to = last;
+    } else if (visited >= 0) {
+        uint64_t end = hi < newest ? hi : newest;
+
+        *scanned_to = end > after_seq ? end : after_seq;
+        if (last > *scanned_to)
+            *scanned_to = last;
+    }
+    if (st)
+        sqlite3_reset(st);
     checkin(s, c);
     return visited;
+}
+
+static void sqlite_set_commit_observer(void *priv, sg_store_commit_fn fn,
+                                       void *opaque)
+{
+    struct sqlite_store *s = priv;
+
+    pthread_mutex_lock(&s->obs_lock);
+    s->obs_fn = fn;
+    s->obs_opaque = opaque;
+    pthread_mutex_unlock(&s->obs_lock);
 }
 
 /* --- writes (the callers' side) ---------------------------------------- */
@@ -1628,8 +2071,10 @@ static void release(struct sqlite_store *s)
     free(s->readers);
     free(s->free_readers);
     free(s->batch);
+    free(s->obs_evs);
     free(s->path);
     if (s->locks_ready) {
+        pthread_mutex_destroy(&s->obs_lock);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->wake);
         pthread_cond_destroy(&s->done_wake);
@@ -1678,6 +2123,22 @@ static int check_config(struct sqlite_store *s,
                         s->max_batch, MAX_MAX_BATCH);
         return -1;
     }
+    if (cfg->event_retention_count > INT64_MAX) {
+        sg_error_report(err, SG_ERR_CONFIG,
+                        "store event retention count %llu is out of range "
+                        "(0..%lld)",
+                        (unsigned long long)cfg->event_retention_count,
+                        (long long)INT64_MAX);
+        return -1;
+    }
+    if (cfg->event_retention_age_ms < 0) {
+        sg_error_report(err, SG_ERR_CONFIG,
+                        "store event retention age %lld ms is negative",
+                        (long long)cfg->event_retention_age_ms);
+        return -1;
+    }
+    s->retain_count = cfg->event_retention_count;
+    s->retain_age_ms = cfg->event_retention_age_ms;
     if (s->n_readers > MAX_READ_CONNECTIONS) {
         sg_error_report(err, SG_ERR_CONFIG,
                         "store read_connections %u is out of range (1..%u)",
@@ -1722,6 +2183,7 @@ static int sqlite_open(void *priv, const struct sg_store_config *cfg,
     pthread_cond_init(&s->done_wake, NULL);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
+    pthread_mutex_init(&s->obs_lock, NULL);
     s->locks_ready = true;
 
     s->path = strdup(cfg->path);
@@ -1776,9 +2238,11 @@ static int sqlite_open(void *priv, const struct sg_store_config *cfg,
     }
     s->writer_started = true;
     SG_INFO("opened '%s' (schema version %u, durability %s, %u read "
-            "connections, max batch %u)",
+            "connections, max batch %u, event retention: count %llu, age "
+            "%lld ms, 0 = none)",
             s->path, s->schema_version, s->full_sync ? "full" : "normal",
-            s->n_readers, s->max_batch);
+            s->n_readers, s->max_batch, (unsigned long long)s->retain_count,
+            (long long)s->retain_age_ms);
     return 0;
 
  error:
@@ -1809,7 +2273,9 @@ const struct sg_store_ops sg_store_sqlite_ops = {
     .get_sandbox = sqlite_get_sandbox,
     .list_sandboxes = sqlite_list_sandboxes,
     .list_events = sqlite_list_events,
+    .event_bounds = sqlite_event_bounds,
     .count_sandboxes = sqlite_count_sandboxes,
+    .set_commit_observer = sqlite_set_commit_observer,
     .get_stats = sqlite_get_stats,
     .schema_version = sqlite_schema_version,
 };

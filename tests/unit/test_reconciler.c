@@ -228,10 +228,12 @@ static int collect_type(void *opaque, const struct sg_event_row *ev)
 static void assert_events(struct fixture *f, const char *id,
                           const int *want, size_t n)
 {
+    struct sg_event_filter filter = {.sandbox_id = id};
     struct types t = {.id = id};
 
-    ck_assert_int_ge(sg_store_list_events(f->store, 0, 100000, collect_type,
-                                          &t, NULL), 0);
+    ck_assert_int_ge(sg_store_list_events(f->store, &filter, 0, 100000, 0,
+                                          NULL, collect_type, &t, NULL),
+                     0);
     ck_assert_uint_eq(t.n, n);
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(t.list[i] == want[i], "event %zu of %s: %d, want %d", i,

@@ -347,7 +347,8 @@ static void ecollect_free(struct ecollect *c)
 static void list_all_events(struct sg_store *store, struct ecollect *c)
 {
     struct sg_error err = SG_ERROR_INIT;
-    ssize_t n = sg_store_list_events(store, 0, 0, collect_event, c, &err);
+    ssize_t n = sg_store_list_events(store, NULL, 0, 0, 0, NULL, collect_event,
+                                     c, &err);
 
     ck_assert_msg(n >= 0, "%s", err.message);
     ck_assert_int_eq((size_t)n, c->n);
@@ -980,15 +981,887 @@ START_TEST(test_list_events)
     ecollect_free(&events);
 
     /* A cursor and a limit. */
-    ck_assert_int_eq(
-        sg_store_list_events(store, 1, 1, collect_event, &events, &err), 1);
+    ck_assert_int_eq(sg_store_list_events(store, NULL, 1, 1, 0, NULL,
+                                          collect_event, &events, &err),
+                     1);
     ck_assert_uint_eq(events.evs[0]->seq, 2);
     ecollect_free(&events);
-    ck_assert_int_eq(
-        sg_store_list_events(store, 3, 0, collect_event, &events, &err), 0);
+    ck_assert_int_eq(sg_store_list_events(store, NULL, 3, 0, 0, NULL,
+                                          collect_event, &events, &err),
+                     0);
 
     waiter_clear(&w);
     sg_store_close(store);
+}
+END_TEST
+
+/* --- event filters and scanning --------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Append n events to row (an update, any version); returns the first
+   event's seq (0 when n is 0). */
+static uint64_t append_events(struct sg_store *store,
+                              const struct sg_sandbox_row *row,
+                              const struct sg_event_row *evs, size_t n)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    struct waiter w = WAITER_INIT;
+    uint64_t first;
+
+    ck_assert_msg(
+        sg_store_update_sandbox(store, row, 0, evs, n, on_write, &w, &err) == 0,
+        "%s", err.message);
+    wait_calls(&w, 1);
+    ck_assert_msg(w.code == SG_ERR_OK, "%s", w.message);
+    first = w.event ? w.event->seq : 0;
+    ck_assert_uint_eq(first != 0, n != 0);
+    waiter_clear(&w);
+    return first;
+}
+
+/* n events of row, all of type and time. */
+static uint64_t append_n(struct sg_store *store,
+                         const struct sg_sandbox_row *row,
+                         enum sg_event_type type, int64_t time, size_t n)
+{
+    struct sg_event_row evs[SG_STORE_MAX_EVENTS];
+
+    ck_assert_uint_le(n, SG_STORE_MAX_EVENTS);
+    for (size_t i = 0; i < n; i++) {
+        evs[i] = mkevent(row, type, "Test");
+        evs[i].time = time;
+    }
+    return append_events(store, row, evs, n);
+}
+
+static void get_bounds(struct sg_store *store, uint64_t *oldest,
+                       uint64_t *newest)
+{
+    struct sg_error err = SG_ERROR_INIT;
+
+    *oldest = *newest = 12345;
+    ck_assert_msg(sg_store_event_bounds(store, oldest, newest, &err) == 0, "%s",
+                  err.message);
+}
+
+#define ASSERT_BOUNDS(store, want_oldest, want_newest)                         \
+    do {                                                                       \
+        uint64_t o_, n_;                                                       \
+        get_bounds((store), &o_, &n_);                                         \
+        ck_assert_uint_eq(o_, (want_oldest));                                  \
+        ck_assert_uint_eq(n_, (want_newest));                                  \
+    } while (0)
+
+/* One listing call; asserts success and that the count matches. */
+static size_t list_ev(struct sg_store *store, const struct sg_event_filter *f,
+                      uint64_t after, size_t max_rows, size_t max_scan,
+                      uint64_t *scanned_to, struct ecollect *c)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    size_t before = c->n;
+    ssize_t n = sg_store_list_events(store, f, after, max_rows, max_scan,
+                                     scanned_to, collect_event, c, &err);
+
+    ck_assert_msg(n >= 0, "%s", err.message);
+    ck_assert_uint_eq((size_t)n, c->n - before);
+    return (size_t)n;
+}
+
+/* "1,4,8" of the collected events' seqs. */
+static void collect_seqs(const struct ecollect *c, char *out, size_t len)
+{
+    size_t i, used = 0;
+
+    out[0] = '\0';
+    for (i = 0; i < c->n && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%llu", i ? "," : "",
+                                 (unsigned long long)c->evs[i]->seq);
+}
+
+static const struct ev_sandbox {
+    const char *id, *tenant, *ns;
+} ev_sandboxes[] = {
+    {"sb-1", "t1", "ns1"},
+    {"sb-2", "t1", "ns2"},
+    {"sb-3", "t2", "ns1"},
+    {"sb-4", "t2", ""},
+};
+
+/* Seq i + 1 is ev_seeds[i]. */
+static const struct ev_seed {
+    int sandbox;
+    enum sg_event_type type;
+} ev_seeds[] = {
+    {0, SG_EVENT_ACCEPTED}, {1, SG_EVENT_ACCEPTED},
+    {2, SG_EVENT_ACCEPTED}, {0, SG_EVENT_READY},
+    {3, SG_EVENT_ACCEPTED}, {2, SG_EVENT_FAILED},
+    {1, SG_EVENT_READY},    {0, SG_EVENT_DELETE_REQUESTED},
+    {0, SG_EVENT_DELETED},  {3, SG_EVENT_EXPIRED},
+};
+
+#define T(x) (1u << SG_EVENT_##x)
+
+static const struct ev_filter_case {
+    struct sg_event_filter f;
+    uint64_t after;
+    const char *want;
+} ev_filter_cases[] = {
+    {{0}, 0, "1,2,3,4,5,6,7,8,9,10"},
+    {{.tenant = "t1"}, 0, "1,2,4,7,8,9"},
+    {{.tenant = "t2"}, 0, "3,5,6,10"},
+    {{.tenant = ""}, 0, "1,2,3,4,5,6,7,8,9,10"},
+    {{.tenant = "t9"}, 0, ""},
+    {{.namespace_name = "ns1"}, 0, "1,3,4,6,8,9"},
+    {{.namespace_name = "ns2"}, 0, "2,7"},
+    {{.sandbox_id = "sb-1"}, 0, "1,4,8,9"},
+    {{.sandbox_id = "sb-4"}, 0, "5,10"},
+    {{.sandbox_id = "sb-9"}, 0, ""},
+    {{.sandbox_id = ""}, 0, "1,2,3,4,5,6,7,8,9,10"},
+    {{.types = T(READY)}, 0, "4,7"},
+    {{.types = T(READY) | T(FAILED)}, 0, "4,6,7"},
+    {{.types = T(ACCEPTED)}, 0, "1,2,3,5"},
+    {{.types = 1u << 0}, 0, ""},
+    {{.types = 1u << 11}, 0, ""},
+    {{.tenant = "t1", .types = T(READY)}, 0, "4,7"},
+    {{.tenant = "t2", .namespace_name = "ns1"}, 0, "3,6"},
+    {{.sandbox_id = "sb-1", .tenant = "t2"}, 0, ""},
+    {{.sandbox_id = "sb-3",
+      .tenant = "t2",
+      .namespace_name = "ns1",
+      .types = T(FAILED)},
+     0,
+     "6"},
+    {{.namespace_name = "ns1",
+      .types = T(DELETE_REQUESTED) | T(DELETED) | T(EXPIRED)},
+     0,
+     "8,9"},
+    {{.tenant = "t1"}, 4, "7,8,9"},
+    {{.sandbox_id = "sb-1"}, 4, "8,9"},
+    {{.types = T(EXPIRED)}, 9, "10"},
+    {{0}, 10, ""},
+    {{0}, 99, ""},
+};
+
+static void seed_events(struct sg_store *store)
+{
+    bool created[SG_N_ELEMENTS(ev_sandboxes)] = {false};
+    struct waiter w = WAITER_INIT;
+
+    for (size_t i = 0; i < SG_N_ELEMENTS(ev_seeds); i++) {
+        const struct ev_sandbox *sb = &ev_sandboxes[ev_seeds[i].sandbox];
+        struct sg_sandbox_row row = mkrow(sb->id, "alice", "");
+        struct sg_event_row ev;
+
+        row.tenant = (char *)sb->tenant;
+        row.namespace_name = (char *)sb->ns;
+        ev = mkevent(&row, ev_seeds[i].type, "Seed");
+        if (!created[ev_seeds[i].sandbox]) {
+            ck_assert_int_eq(create_wait(store, &row, &ev, &w), SG_ERR_OK);
+            created[ev_seeds[i].sandbox] = true;
+        } else {
+            ck_assert_int_eq(update_wait(store, &row, 0, &ev, &w), SG_ERR_OK);
+        }
+        ck_assert_uint_eq(w.event->seq, i + 1);
+    }
+    waiter_clear(&w);
+}
+
+START_TEST(test_list_events_filters)
+{
+    const struct ev_filter_case *fc = &ev_filter_cases[_i];
+    struct ecollect c = {0};
+    char path[256], seqs[256];
+    struct sg_store *store;
+    uint64_t scanned = 0, cursor;
+    int calls = 0;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    seed_events(store);
+
+    /* One call, unbounded: every match, and the cursor moves to the end
+       of history even when nothing matched. */
+    list_ev(store, &fc->f, fc->after, 0, 0, &scanned, &c);
+    collect_seqs(&c, seqs, sizeof(seqs));
+    ck_assert_str_eq(seqs, fc->want);
+    ck_assert_uint_eq(scanned, fc->after > 10 ? fc->after : 10);
+    for (size_t i = 0; i < c.n; i++) {
+        const struct ev_seed *seed = &ev_seeds[c.evs[i]->seq - 1];
+
+        ck_assert_str_eq(c.evs[i]->sandbox_id, ev_sandboxes[seed->sandbox].id);
+        ck_assert_int_eq(c.evs[i]->type, seed->type);
+    }
+    ecollect_free(&c);
+
+    /* Paged: at most 2 matches and 3 seqs per call; the cursor always
+       advances, never past what the call covered, and the pages add up
+       to the same list. */
+    for (cursor = fc->after; cursor < 10; cursor = scanned) {
+        size_t before = c.n, got;
+
+        got = list_ev(store, &fc->f, cursor, 2, 3, &scanned, &c);
+        ck_assert_uint_le(got, 2);
+        ck_assert_uint_gt(scanned, cursor);
+        ck_assert_uint_le(scanned, cursor + 3);
+        for (size_t i = before; i < c.n; i++) {
+            ck_assert_uint_gt(c.evs[i]->seq, cursor);
+            ck_assert_uint_le(c.evs[i]->seq, scanned);
+        }
+        /* A full page stops at its last match. */
+        if (got == 2)
+            ck_assert_uint_eq(scanned, c.evs[c.n - 1]->seq);
+        ck_assert_int_lt(++calls, 20);
+    }
+    collect_seqs(&c, seqs, sizeof(seqs));
+    ck_assert_str_eq(seqs, fc->want);
+    ecollect_free(&c);
+    sg_store_close(store);
+}
+END_TEST
+
+static int stop_at_first(void *opaque, const struct sg_event_row *ev)
+{
+    collect_event(opaque, ev);
+    return 1;
+}
+
+START_TEST(test_list_events_scan_limits)
+{
+    struct sg_event_filter none_match = {.tenant = "t9"};
+    struct sg_event_filter ready = {.types = T(READY)};
+    struct sg_error err = SG_ERROR_INIT;
+    struct ecollect c = {0};
+    char path[256];
+    struct sg_store *store;
+    uint64_t scanned = 0;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+
+    /* Empty history: nothing, the cursor stays. */
+    ck_assert_uint_eq(list_ev(store, NULL, 0, 0, 5, &scanned, &c), 0);
+    ck_assert_uint_eq(scanned, 0);
+    ck_assert_uint_eq(list_ev(store, NULL, 7, 0, 0, &scanned, &c), 0);
+    ck_assert_uint_eq(scanned, 7);
+
+    seed_events(store);
+    /* A filter that matches nothing walks max_scan seqs per call. */
+    ck_assert_uint_eq(list_ev(store, &none_match, 0, 0, 4, &scanned, &c), 0);
+    ck_assert_uint_eq(scanned, 4);
+    ck_assert_uint_eq(list_ev(store, &none_match, 4, 0, 4, &scanned, &c), 0);
+    ck_assert_uint_eq(scanned, 8);
+    ck_assert_uint_eq(list_ev(store, &none_match, 8, 0, 4, &scanned, &c), 0);
+    ck_assert_uint_eq(scanned, 10);
+    ck_assert_uint_eq(list_ev(store, &none_match, 10, 0, 4, &scanned, &c), 0);
+    ck_assert_uint_eq(scanned, 10);
+    /* A huge max_scan does not overflow. */
+    ck_assert_uint_eq(list_ev(store, &ready, 5, 0, SIZE_MAX, &scanned, &c), 1);
+    ck_assert_uint_eq(scanned, 10);
+    ecollect_free(&c);
+
+    /* max_rows: the cursor is the last match. */
+    ck_assert_uint_eq(list_ev(store, &ready, 0, 1, 0, &scanned, &c), 1);
+    ck_assert_uint_eq(scanned, 4);
+    ck_assert_uint_eq(c.evs[0]->seq, 4);
+    ecollect_free(&c);
+
+    /* The visitor stops: that event counts and is the cursor. */
+    ck_assert_int_eq(sg_store_list_events(store, NULL, 2, 0, 0, &scanned,
+                                          stop_at_first, &c, &err),
+                     1);
+    ck_assert_uint_eq(c.evs[0]->seq, 3);
+    ck_assert_uint_eq(scanned, 3);
+    ecollect_free(&c);
+
+    /* scanned_to may be NULL; the connection is reusable after a stop. */
+    ck_assert_int_eq(sg_store_list_events(store, &ready, 0, 0, 0, NULL,
+                                          collect_event, &c, &err),
+                     2);
+    ecollect_free(&c);
+    sg_store_close(store);
+}
+END_TEST
+
+/*
+ * A rare type among many events, read one match and a few seqs at a time
+ * while more events (some of them rare) are appended between calls: every
+ * rare event comes back exactly once, in order.
+ */
+START_TEST(test_list_events_rare_filter_resumes)
+{
+    struct sg_event_filter rare = {.types = T(EXPIRED)};
+    enum { MAX_RARE = 64 };
+    uint64_t want[MAX_RARE], cursor = 0, scanned = 0, oldest, newest;
+    size_t n_want = 0, seen = 0;
+    struct sg_sandbox_row row = mkrow("sb-bulk", "alice", "");
+    struct sg_event_row evs[SG_STORE_MAX_EVENTS];
+    struct ecollect c = {0};
+    char path[256];
+    struct sg_store *store;
+    uint64_t seq = 1;
+    int calls = 0, appends = 0;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    create_ok(store, &row);
+    /* 240 more events; every 37th seq is rare. */
+    for (int u = 0; u < 30; u++) {
+        uint64_t first;
+
+        for (int i = 0; i < SG_STORE_MAX_EVENTS; i++) {
+            bool is_rare = (seq + 1 + (uint64_t)i) % 37 == 0;
+
+            evs[i] = mkevent(
+                &row, is_rare ? SG_EVENT_EXPIRED : SG_EVENT_ALLOCATION_STARTED,
+                "Bulk");
+            if (is_rare)
+                want[n_want++] = seq + 1 + (uint64_t)i;
+        }
+        first = append_events(store, &row, evs, SG_STORE_MAX_EVENTS);
+        ck_assert_uint_eq(first, seq + 1);
+        seq += SG_STORE_MAX_EVENTS;
+    }
+    ck_assert_uint_eq(n_want, 6);
+
+    for (;;) {
+        size_t before = c.n;
+
+        get_bounds(store, &oldest, &newest);
+        if (cursor >= newest && appends >= 40)
+            break;
+        list_ev(store, &rare, cursor, 1, 5, &scanned, &c);
+        ck_assert_uint_le(scanned, cursor + 5);
+        for (size_t i = before; i < c.n; i++)
+            ck_assert_int_eq(c.evs[i]->type, SG_EVENT_EXPIRED);
+        cursor = scanned;
+        /* Between calls: three events, the middle one rare every other
+           time. */
+        if (appends < 40) {
+            uint64_t first;
+
+            evs[0] = mkevent(&row, SG_EVENT_READY, "More");
+            evs[1] = mkevent(
+                &row, appends % 2 ? SG_EVENT_EXPIRED : SG_EVENT_READY, "More");
+            evs[2] = mkevent(&row, SG_EVENT_FAILED, "More");
+            first = append_events(store, &row, evs, 3);
+            if (appends % 2) {
+                ck_assert_uint_lt(n_want, MAX_RARE);
+                want[n_want++] = first + 1;
+            }
+            appends++;
+        }
+        ck_assert_int_lt(++calls, 1000);
+    }
+    ck_assert_uint_eq(c.n, n_want);
+    for (seen = 0; seen < c.n; seen++)
+        ck_assert_uint_eq(c.evs[seen]->seq, want[seen]);
+    ecollect_free(&c);
+    sg_store_close(store);
+}
+END_TEST
+
+/* --- event bounds and retention ---------------------------------------- */
+
+START_TEST(test_event_bounds)
+{
+    struct sg_sandbox_row row = mkrow("sb-1", "alice", "");
+    struct waiter w = WAITER_INIT;
+    char path[256];
+    struct sg_store *store;
+    sqlite3 *raw;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    ASSERT_BOUNDS(store, 1, 0);
+    /* A write without an event moves nothing. */
+    ck_assert_int_eq(create_wait(store, &row, NULL, &w), SG_ERR_OK);
+    ASSERT_BOUNDS(store, 1, 0);
+    append_n(store, &row, SG_EVENT_READY, 0, 3);
+    ASSERT_BOUNDS(store, 1, 3);
+    append_n(store, &row, SG_EVENT_READY, 0, 0);
+    ASSERT_BOUNDS(store, 1, 3);
+    sg_store_close(store);
+
+    store = open_path(path);
+    ASSERT_BOUNDS(store, 1, 3);
+    append_n(store, &row, SG_EVENT_FAILED, 0, 1);
+    ASSERT_BOUNDS(store, 1, 4);
+    sg_store_close(store);
+
+    /* Both come from meta, not from the rows: deleting the newest rows
+       behind the store's back does not make their seqs come again. */
+    raw = raw_open(path);
+    raw_exec(raw, "DELETE FROM events WHERE seq > 2");
+    raw_close(raw);
+    store = open_path(path);
+    ASSERT_BOUNDS(store, 1, 4);
+    ck_assert_uint_eq(append_n(store, &row, SG_EVENT_READY, 0, 1), 5);
+    waiter_clear(&w);
+    sg_store_close(store);
+}
+END_TEST
+
+/* Wait (bounded) until the writer has run n purges that deleted events:
+   purges run on the writer after a commit, not before its callback. */
+static void wait_purges(struct sg_store *store, uint64_t n)
+{
+    struct sg_store_stats stats;
+
+    for (int i = 0; i < 30000; i++) {
+        sg_store_get_stats(store, &stats);
+        if (stats.purges >= n)
+            return;
+        usleep(1000);
+    }
+    ck_abort_msg("%llu purges, want %llu", (unsigned long long)stats.purges,
+                 (unsigned long long)n);
+}
+
+/* Events from one snapshot: consecutive seqs, the first and last. */
+static size_t check_window(struct sg_store *store, uint64_t *first,
+                           uint64_t *last)
+{
+    struct ecollect c = {0};
+    size_t n;
+
+    list_all_events(store, &c);
+    n = c.n;
+    *first = n ? c.evs[0]->seq : 0;
+    *last = n ? c.evs[n - 1]->seq : 0;
+    for (size_t i = 1; i < n; i++)
+        ck_assert_uint_eq(c.evs[i]->seq, c.evs[i - 1]->seq + 1);
+    ecollect_free(&c);
+    return n;
+}
+
+START_TEST(test_retention_count)
+{
+    struct sg_store_config cfg = {.event_retention_count = 5};
+    struct sg_sandbox_row row = mkrow("sb-1", "alice", "");
+    struct sg_store_stats stats;
+    uint64_t first, last, oldest, newest;
+    char path[256];
+    struct sg_store *store;
+
+    new_db_path(path, sizeof(path));
+    cfg.path = path;
+    store = open_path(path);
+    create_ok(store, &row);
+    append_n(store, &row, SG_EVENT_READY, 0, 8);
+    append_n(store, &row, SG_EVENT_READY, 0, 8);
+    append_n(store, &row, SG_EVENT_READY, 0, 3);
+    sg_store_close(store);
+
+    /* Nothing is purged before a commit; the first one after open purges
+       down to the limit. */
+    store = open_cfg(&cfg);
+    ASSERT_BOUNDS(store, 1, 20);
+    ck_assert_uint_eq(append_n(store, &row, SG_EVENT_FAILED, 0, 1), 21);
+    wait_purges(store, 1);
+    ASSERT_BOUNDS(store, 17, 21);
+    ck_assert_uint_eq(check_window(store, &first, &last), 5);
+    ck_assert_uint_eq(first, 17);
+    ck_assert_uint_eq(last, 21);
+    sg_store_get_stats(store, &stats);
+    ck_assert_uint_eq(stats.events_purged, 16);
+
+    /* Whenever a purge runs, the newest 5 stay readable, and purges keep
+       up (at least every few dozen commits). */
+    for (int i = 0; i < 40; i++) {
+        size_t n;
+
+        append_n(store, &row, SG_EVENT_READY, 0, 1);
+        n = check_window(store, &first, &last);
+        ck_assert_uint_eq(last, 22 + (uint64_t)i);
+        ck_assert_uint_ge(n, 5);
+        ck_assert_uint_le(n, 5 + 2 * 32);
+        get_bounds(store, &oldest, &newest);
+        ck_assert_uint_eq(newest, last);
+        ck_assert_uint_ge(oldest, 17);
+        ck_assert_uint_le(oldest, newest - 4);
+    }
+    sg_store_get_stats(store, &stats);
+    ck_assert_uint_ge(stats.purges, 2);
+    get_bounds(store, &oldest, &newest);
+    sg_store_close(store);
+
+    /* The horizon survives a restart, without retention too. */
+    store = open_path(path);
+    ASSERT_BOUNDS(store, oldest, newest);
+    sg_store_close(store);
+}
+END_TEST
+
+START_TEST(test_retention_age)
+{
+    struct sg_store_config cfg = {.event_retention_age_ms = 3600 * 1000};
+    struct sg_sandbox_row row = mkrow("sb-1", "alice", "");
+    struct sg_event_row ev = mkevent(&row, SG_EVENT_ACCEPTED, "Accepted");
+    int64_t old = wall_ms() - 10 * 3600 * 1000;
+    struct waiter w = WAITER_INIT;
+    struct sg_store_stats stats;
+    struct ecollect c = {0};
+    uint64_t scanned = 0;
+    char path[256];
+    struct sg_store *store;
+
+    new_db_path(path, sizeof(path));
+    cfg.path = path;
+    store = open_path(path);
+    ev.time = old;
+    ck_assert_int_eq(create_wait(store, &row, &ev, &w), SG_ERR_OK);
+    append_n(store, &row, SG_EVENT_READY, old, 5);  /* 2..6 */
+    append_n(store, &row, SG_EVENT_READY, 0, 3);    /* 7..9, now */
+    append_n(store, &row, SG_EVENT_FAILED, old, 1); /* 10 */
+    append_n(store, &row, SG_EVENT_DELETED, 0, 1);  /* 11 */
+    sg_store_close(store);
+
+    /* Old events go from the oldest on, up to the first young one; the
+       old one behind it stays. */
+    store = open_cfg(&cfg);
+    ck_assert_uint_eq(append_n(store, &row, SG_EVENT_READY, 0, 1), 12);
+    wait_purges(store, 1);
+    ASSERT_BOUNDS(store, 7, 12);
+    list_all_events(store, &c);
+    ck_assert_uint_eq(c.n, 6);
+    ck_assert_uint_eq(c.evs[0]->seq, 7);
+    ck_assert_uint_eq(c.evs[3]->seq, 10);
+    ck_assert_int_eq(c.evs[3]->time, old);
+    ecollect_free(&c);
+    sg_store_get_stats(store, &stats);
+    ck_assert_uint_eq(stats.events_purged, 6);
+    sg_store_close(store);
+
+    /* Every event old: all of them go, the window is empty, and that
+       survives a restart. */
+    new_db_path(path, sizeof(path));
+    cfg.path = path;
+    store = open_path(path);
+    ck_assert_int_eq(create_wait(store, &row, &ev, &w), SG_ERR_OK);
+    append_n(store, &row, SG_EVENT_READY, old, 3);
+    sg_store_close(store);
+    store = open_cfg(&cfg);
+    ck_assert_uint_eq(append_n(store, &row, SG_EVENT_FAILED, old, 1), 5);
+    wait_purges(store, 1);
+    ASSERT_BOUNDS(store, 6, 5);
+    ck_assert_uint_eq(list_ev(store, NULL, 0, 0, 0, &scanned, &c), 0);
+    ck_assert_uint_eq(scanned, 5);
+    sg_store_close(store);
+
+    store = open_path(path);
+    ASSERT_BOUNDS(store, 6, 5);
+    ck_assert_uint_eq(append_n(store, &row, SG_EVENT_READY, 0, 1), 6);
+    ASSERT_BOUNDS(store, 6, 6);
+    list_all_events(store, &c);
+    ck_assert_uint_eq(c.n, 1);
+    ck_assert_uint_eq(c.evs[0]->seq, 6);
+    ecollect_free(&c);
+    waiter_clear(&w);
+    sg_store_close(store);
+}
+END_TEST
+
+/*
+ * A backlog far beyond the limit is purged a bounded chunk per commit,
+ * and caught up over the next commits without waiting for the interval.
+ */
+START_TEST(test_retention_chunks)
+{
+    struct sg_store_config cfg = {.durability = "normal"};
+    struct sg_sandbox_row row = mkrow("sb-1", "alice", "");
+    struct sg_store_stats stats;
+    uint64_t oldest, newest, first, last;
+    char path[256];
+    struct sg_store *store;
+
+    new_db_path(path, sizeof(path));
+    cfg.path = path;
+    store = open_cfg(&cfg);
+    create_ok(store, &row);
+    for (int i = 0; i < 150; i++)
+        append_n(store, &row, SG_EVENT_READY, 0, SG_STORE_MAX_EVENTS);
+    sg_store_close(store);
+
+    cfg.event_retention_count = 10;
+    store = open_cfg(&cfg);
+    ck_assert_uint_eq(append_n(store, &row, SG_EVENT_FAILED, 0, 1), 1202);
+    wait_purges(store, 1);
+    get_bounds(store, &oldest, &newest);
+    ck_assert_uint_eq(newest, 1202);
+    ck_assert_uint_gt(oldest, 1);
+    ck_assert_uint_lt(oldest, 1193); /* not all in one go */
+    sg_store_get_stats(store, &stats);
+    ck_assert_uint_eq(stats.events_purged, oldest - 1);
+
+    ck_assert_uint_eq(append_n(store, &row, SG_EVENT_FAILED, 0, 1), 1203);
+    wait_purges(store, 2);
+    ASSERT_BOUNDS(store, 1194, 1203);
+    ck_assert_uint_eq(check_window(store, &first, &last), 10);
+    ck_assert_uint_eq(first, 1194);
+    sg_store_close(store);
+}
+END_TEST
+
+START_TEST(test_retention_config)
+{
+    struct sg_store_config cfg = {.event_retention_count = UINT64_MAX};
+    struct sg_error err = SG_ERROR_INIT;
+    char path[256];
+
+    new_db_path(path, sizeof(path));
+    cfg.path = path;
+    ck_assert_ptr_null(sg_store_open(&cfg, &err));
+    ck_assert_int_eq(err.code, SG_ERR_CONFIG);
+    ck_assert_msg(strstr(err.message, "retention count") != NULL, "%s",
+                  err.message);
+    sg_error_reset(&err);
+    cfg.event_retention_count = 0;
+    cfg.event_retention_age_ms = -1;
+    ck_assert_ptr_null(sg_store_open(&cfg, &err));
+    ck_assert_int_eq(err.code, SG_ERR_CONFIG);
+    ck_assert_str_eq(err.message,
+                     "store event retention age -1 ms is negative");
+}
+END_TEST
+
+/* --- the commit observer ----------------------------------------------- */
+
+struct observed {
+    pthread_mutex_t mu;
+    struct ecollect evs;
+    int calls;
+    size_t max_call; /* most events in one call */
+    int empty_calls; /* n_evs == 0 */
+    int breaks;      /* a call not consecutive with the one before */
+    int late;        /* a write callback ran before its events were seen */
+};
+
+#define OBSERVED_INIT                                                          \
+    {                                                                          \
+        .mu = PTHREAD_MUTEX_INITIALIZER                                        \
+    }
+
+static void on_commit(void *opaque, const struct sg_event_row *evs,
+                      size_t n_evs)
+{
+    struct observed *o = opaque;
+
+    pthread_mutex_lock(&o->mu);
+    o->calls++;
+    if (n_evs == 0)
+        o->empty_calls++;
+    if (n_evs > o->max_call)
+        o->max_call = n_evs;
+    for (size_t i = 0; i < n_evs; i++) {
+        uint64_t prev = o->evs.n ? o->evs.evs[o->evs.n - 1]->seq : 0;
+
+        if (o->evs.n && evs[i].seq != prev + 1)
+            o->breaks++;
+        collect_event(&o->evs, &evs[i]);
+    }
+    pthread_mutex_unlock(&o->mu);
+}
+
+static uint64_t observed_last(struct observed *o)
+{
+    uint64_t last;
+
+    pthread_mutex_lock(&o->mu);
+    last = o->evs.n ? o->evs.evs[o->evs.n - 1]->seq : 0;
+    pthread_mutex_unlock(&o->mu);
+    return last;
+}
+
+static void observed_free(struct observed *o)
+{
+    ecollect_free(&o->evs);
+}
+
+/* "1,2,3" of what the observer saw. */
+static void observed_seqs(struct observed *o, char *out, size_t len)
+{
+    pthread_mutex_lock(&o->mu);
+    collect_seqs(&o->evs, out, len);
+    pthread_mutex_unlock(&o->mu);
+}
+
+enum { OBS_THREADS = 4, OBS_WRITES = 60 };
+
+struct obs_writer {
+    struct sg_store *store;
+    struct observed *o;
+    int thread;
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    int *done;
+    int failures;
+};
+
+static void on_obs_write(void *opaque, const struct sg_store_result *res)
+{
+    struct obs_writer *a = opaque;
+
+    /* The observer ran for this commit before this callback. */
+    for (size_t i = 0; i < res->n_events; i++) {
+        if (observed_last(a->o) < res->events[i].seq) {
+            pthread_mutex_lock(&a->o->mu);
+            a->o->late++;
+            pthread_mutex_unlock(&a->o->mu);
+        }
+    }
+    pthread_mutex_lock(a->mu);
+    if (res->err)
+        a->failures++;
+    (*a->done)++;
+    pthread_cond_broadcast(a->cv);
+    pthread_mutex_unlock(a->mu);
+}
+
+/* Write i of a thread: a create, then updates with i % 4 events, and
+   every tenth a repeated create (idempotent: no event). */
+static size_t obs_events_of(int i)
+{
+    return i == 0 ? 1 : i % 10 == 0 ? 0 : (size_t)(i % 4);
+}
+
+static void *obs_writer_main(void *opaque)
+{
+    struct obs_writer *a = opaque;
+    char id[32];
+    struct sg_sandbox_row row;
+
+    snprintf(id, sizeof(id), "obs-%d", a->thread);
+    row = mkrow(id, "alice", id);
+    for (int i = 0; i < OBS_WRITES; i++) {
+        struct sg_event_row evs[SG_STORE_MAX_EVENTS];
+        struct sg_error err = SG_ERROR_INIT;
+        size_t n = obs_events_of(i);
+        int rc;
+
+        for (size_t j = 0; j < SG_STORE_MAX_EVENTS; j++)
+            evs[j] = mkevent(&row, (enum sg_event_type)(1 + (i + (int)j) % 10),
+                             "Observed");
+        if (i == 0 || i % 10 == 0)
+            rc = sg_store_create_sandbox(a->store, &row, &evs[0], on_obs_write,
+                                         a, &err);
+        else
+            rc = sg_store_update_sandbox(a->store, &row, 0, evs, n,
+                                         on_obs_write, a, &err);
+        if (rc < 0)
+            a->failures++;
+    }
+    return NULL;
+}
+
+/*
+ * Concurrent writers, so that commits hold many writes: the observer sees
+ * every committed event exactly once, in seq order from 1 with no gap,
+ * never an empty call, each before the callback of its write; and what it
+ * saw is what the store holds.
+ */
+START_TEST(test_commit_observer)
+{
+    struct observed o = OBSERVED_INIT;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    struct obs_writer wa[OBS_THREADS];
+    pthread_t wt[OBS_THREADS];
+    struct sg_store_stats stats;
+    struct ecollect stored = {0};
+    size_t want = 0;
+    char path[256];
+    struct sg_store *store;
+    int done = 0, i;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    sg_store_set_commit_observer(store, on_commit, &o);
+    for (i = 0; i < OBS_WRITES; i++)
+        want += obs_events_of(i);
+    want *= OBS_THREADS;
+
+    for (i = 0; i < OBS_THREADS; i++) {
+        wa[i] = (struct obs_writer){.store = store,
+                                    .o = &o,
+                                    .thread = i,
+                                    .mu = &mu,
+                                    .cv = &cv,
+                                    .done = &done};
+        ck_assert_int_eq(pthread_create(&wt[i], NULL, obs_writer_main, &wa[i]),
+                         0);
+    }
+    for (i = 0; i < OBS_THREADS; i++)
+        pthread_join(wt[i], NULL);
+    pthread_mutex_lock(&mu);
+    while (done < OBS_THREADS * OBS_WRITES)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    for (i = 0; i < OBS_THREADS; i++)
+        ck_assert_int_eq(wa[i].failures, 0);
+
+    ck_assert_int_eq(o.late, 0);
+    ck_assert_int_eq(o.breaks, 0);
+    ck_assert_int_eq(o.empty_calls, 0);
+    ck_assert_uint_eq(o.evs.n, want);
+    ck_assert_uint_eq(o.evs.evs[0]->seq, 1);
+    sg_store_get_stats(store, &stats);
+    /* At most one call per commit. */
+    ck_assert_uint_le((uint64_t)o.calls, stats.commits);
+
+    list_all_events(store, &stored);
+    ck_assert_uint_eq(stored.n, want);
+    for (size_t k = 0; k < want; k++) {
+        const struct sg_event_row *a = o.evs.evs[k], *b = stored.evs[k];
+
+        ck_assert_uint_eq(a->seq, b->seq);
+        ck_assert_uint_eq(a->resource_version, b->resource_version);
+        ck_assert_int_eq(a->time, b->time);
+        ck_assert_int_eq(a->type, b->type);
+        ck_assert_str_eq(a->sandbox_id, b->sandbox_id);
+        ck_assert_str_eq(a->reason, b->reason);
+        ck_assert_str_eq(a->tenant, b->tenant);
+    }
+    ecollect_free(&stored);
+    sg_store_close(store);
+    observed_free(&o);
+}
+END_TEST
+
+/* Replacing and removing the observer. */
+START_TEST(test_commit_observer_replace)
+{
+    struct observed a = OBSERVED_INIT, b = OBSERVED_INIT;
+    struct sg_sandbox_row row = mkrow("sb-1", "alice", "");
+    char path[256], seqs[128];
+    struct sg_store *store;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    create_ok(store, &row); /* 1, unobserved */
+    sg_store_set_commit_observer(store, on_commit, &a);
+    append_n(store, &row, SG_EVENT_READY, 0, 2); /* 2, 3 */
+    append_n(store, &row, SG_EVENT_READY, 0, 0); /* no event: no call */
+    sg_store_set_commit_observer(store, on_commit, &b);
+    append_n(store, &row, SG_EVENT_FAILED, 0, 1); /* 4 */
+    sg_store_set_commit_observer(store, NULL, &b);
+    append_n(store, &row, SG_EVENT_DELETED, 0, 1); /* 5, unobserved */
+
+    observed_seqs(&a, seqs, sizeof(seqs));
+    ck_assert_str_eq(seqs, "2,3");
+    ck_assert_int_eq(a.calls, 1);
+    observed_seqs(&b, seqs, sizeof(seqs));
+    ck_assert_str_eq(seqs, "4");
+    ck_assert_int_eq(b.calls, 1);
+    sg_store_close(store);
+    observed_free(&a);
+    observed_free(&b);
 }
 END_TEST
 
@@ -1045,7 +1918,45 @@ START_TEST(test_migrations_fresh)
     ck_assert_int_eq(raw_int(raw, "SELECT value FROM meta WHERE key = "
                                   "'resource_version'"),
                      1);
+    ck_assert_int_eq(raw_int(raw, "SELECT value FROM meta WHERE key = "
+                                  "'events_purged_through'"),
+                     0);
+    ck_assert_int_eq(raw_int(raw, "SELECT count(*) FROM schema_migrations "
+                                  "WHERE version = 2 AND "
+                                  "name = 'event_retention'"),
+                     1);
     raw_close(raw);
+    sg_store_close(store);
+}
+END_TEST
+
+/* A database at version 1 (with events) gets 0002 at open: its window
+   starts at 1, and retention works on it. */
+START_TEST(test_migration_0002_upgrade)
+{
+    struct sg_store_config cfg = {.event_retention_count = 2};
+    struct sg_sandbox_row row = mkrow("sb-1", "alice", "");
+    char path[256];
+    struct sg_store *store;
+    sqlite3 *raw;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    create_ok(store, &row);
+    append_n(store, &row, SG_EVENT_READY, 0, 3);
+    sg_store_close(store);
+    raw = raw_open(path);
+    raw_exec(raw, "DELETE FROM schema_migrations WHERE version = 2;"
+                  "DELETE FROM meta WHERE key = 'events_purged_through'");
+    raw_close(raw);
+
+    cfg.path = path;
+    store = open_cfg(&cfg);
+    ck_assert_uint_eq(sg_store_schema_version(store), 2);
+    ASSERT_BOUNDS(store, 1, 4);
+    append_n(store, &row, SG_EVENT_FAILED, 0, 1);
+    wait_purges(store, 1);
+    ASSERT_BOUNDS(store, 4, 5);
     sg_store_close(store);
 }
 END_TEST
@@ -1595,6 +2506,8 @@ START_TEST(test_request_fails_alone)
 {
     static const char *const names[3] = {"good", "bad", "good"};
     struct sg_store_config cfg = {.busy_timeout_ms = 20000};
+    struct observed o = OBSERVED_INIT;
+    char seqs[64];
     struct waiter w[4];
     struct sg_store_stats stats;
     struct ecollect events = {0};
@@ -1613,6 +2526,7 @@ START_TEST(test_request_fails_alone)
                   "WHEN NEW.name = 'bad' "
                   "BEGIN SELECT RAISE(ABORT, 'bad sandbox'); END");
     raw_close(raw);
+    sg_store_set_commit_observer(store, on_commit, &o);
 
     run_locked_batch(store, path, names, w);
     sg_store_get_stats(store, &stats);
@@ -1632,9 +2546,16 @@ START_TEST(test_request_fails_alone)
     list_all_events(store, &events);
     ck_assert_uint_eq(events.n, 3);
     ecollect_free(&events);
+    /* The observer saw the committed events only, the shared commit's in
+       one call. */
+    observed_seqs(&o, seqs, sizeof(seqs));
+    ck_assert_str_eq(seqs, "1,2,3");
+    ck_assert_int_eq(o.calls, 2);
+    ck_assert_uint_eq(o.max_call, 2);
     for (i = 0; i < 4; i++)
         waiter_clear(&w[i]);
     sg_store_close(store);
+    observed_free(&o);
 }
 END_TEST
 
@@ -1646,6 +2567,8 @@ START_TEST(test_commit_failure_fails_batch)
 {
     static const char *const names[3] = {"good", "poison", "good"};
     struct sg_store_config cfg = {.busy_timeout_ms = 20000};
+    struct observed o = OBSERVED_INIT;
+    char seqs[64];
     struct waiter w[4];
     struct sg_store_stats stats;
     struct ecollect events = {0};
@@ -1667,6 +2590,7 @@ START_TEST(test_commit_failure_fails_batch)
                   "WHEN NEW.name = 'poison' "
                   "BEGIN INSERT INTO poison (x) VALUES (42); END");
     raw_close(raw);
+    sg_store_set_commit_observer(store, on_commit, &o);
 
     run_locked_batch(store, path, names, w);
     ck_assert_int_eq(w[0].code, SG_ERR_OK);
@@ -1693,9 +2617,15 @@ START_TEST(test_commit_failure_fails_batch)
     list_all_events(store, &events);
     ck_assert_uint_eq(events.n, 2);
     ecollect_free(&events);
+    /* The failed batch was never observed; seqs stay consecutive. */
+    observed_seqs(&o, seqs, sizeof(seqs));
+    ck_assert_str_eq(seqs, "1,2");
+    ck_assert_int_eq(o.calls, 2);
+    ck_assert_int_eq(o.breaks, 0);
     for (i = 0; i < 4; i++)
         waiter_clear(&w[i]);
     sg_store_close(store);
+    observed_free(&o);
 }
 END_TEST
 
@@ -1862,12 +2792,23 @@ static Suite *store_suite(void)
     tcase_add_test(ops, test_list_limit_and_stop);
     tcase_add_test(ops, test_pagination_concurrent_changes);
     tcase_add_test(ops, test_list_events);
+    tcase_add_loop_test(ops, test_list_events_filters, 0,
+                        (int)SG_N_ELEMENTS(ev_filter_cases));
+    tcase_add_test(ops, test_list_events_scan_limits);
+    tcase_add_test(ops, test_list_events_rare_filter_resumes);
+    tcase_add_test(ops, test_event_bounds);
+    tcase_add_test(ops, test_retention_count);
+    tcase_add_test(ops, test_retention_age);
+    tcase_add_test(ops, test_retention_chunks);
+    tcase_add_test(ops, test_retention_config);
+    tcase_add_test(ops, test_commit_observer_replace);
     suite_add_tcase(s, ops);
 
     tcase_add_unchecked_fixture(schema, base_setup, base_teardown);
     tcase_set_timeout(schema, 60);
     tcase_add_test(schema, test_migrations_fresh);
     tcase_add_test(schema, test_migrations_reopen);
+    tcase_add_test(schema, test_migration_0002_upgrade);
     tcase_add_test(schema, test_migrations_future_refused);
     tcase_add_test(schema, test_data_survives_reopen);
     tcase_add_loop_test(schema, test_config, 0,
@@ -1877,6 +2818,7 @@ static Suite *store_suite(void)
     tcase_add_unchecked_fixture(conc, base_setup, base_teardown);
     tcase_set_timeout(conc, 240);
     tcase_add_test(conc, test_concurrent_writers);
+    tcase_add_test(conc, test_commit_observer);
     tcase_add_test(conc, test_group_commit_while_locked);
     tcase_add_test(conc, test_busy_exhausted);
     tcase_add_test(conc, test_request_fails_alone);

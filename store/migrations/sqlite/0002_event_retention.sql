@@ -1,0 +1,13 @@
+-- 0002_event_retention: the purge horizon of event retention.
+--
+-- Retention deletes a prefix of the events table in seq order and records
+-- the highest seq it deleted here, in the same transaction, so the
+-- retained window (events_purged_through + 1 .. event_seq) is known even
+-- when every event was purged, and across restarts.
+--
+-- No new index. Filtered listing walks the primary key (seq) and tests
+-- tenant, namespace and type on each row, with the scan bounded by the
+-- caller's max_scan; a sandbox filter uses events_sandbox. An index per
+-- filter column would be another B-tree for every event insert and every
+-- purged row, for reads that a bounded scan already keeps cheap.
+INSERT INTO meta (key, value) VALUES ('events_purged_through', 0);
