@@ -420,5 +420,52 @@ class K8sDriverTest(DaemonTestCase):
                             for r in watches), watches)
 
 
+    def cert_kubeconfig(self, inline):
+        """A kubeconfig with a client certificate and no token: file
+        paths, or the same as base64 *-data."""
+        import base64
+
+        def data(path):
+            with open(path, 'rb') as f:
+                return base64.b64encode(f.read()).decode()
+        info = self.api.info
+        if inline:
+            cluster = {'server': info['url'],
+                       'certificate-authority-data': data(info['ca_file'])}
+            user = {'client-certificate-data': data(info['client_cert_file']),
+                    'client-key-data': data(info['client_key_file'])}
+        else:
+            cluster = {'server': info['url'], 'certificate-authority': info['ca_file']}
+            user = {'client-certificate': info['client_cert_file'],
+                    'client-key': info['client_key_file']}
+        path = os.path.join(self.api.dir, 'kubeconfig-cert-%s' % ('data' if inline else 'files'))
+        with open(path, 'w') as f:
+            json.dump({'apiVersion': 'v1', 'kind': 'Config',
+                       'clusters': [{'name': 'c', 'cluster': cluster}],
+                       'users': [{'name': 'u', 'user': user}],
+                       # a current context naming nothing: the named one is used
+                       'contexts': [{'name': 'other', 'context': {'cluster': 'x', 'user': 'y'}},
+                                    {'name': 'cert', 'context': {'cluster': 'c', 'user': 'u'}}],
+                       'current-context': 'other'}, f)  # JSON is YAML
+        os.chmod(path, 0o600)
+        return path
+
+    def test_kubeconfig_client_certificate_files_and_data(self):
+        for inline in (False, True):
+            with self.subTest(inline=inline):
+                since = self.api.last_seq()
+                d = self.start_daemon(config=driver_config(
+                    self.cert_kubeconfig(inline), context='cert'))
+                c = Client(self.admin_channel(d))
+                sb = c.create(body(name()))
+                got = c.wait_phase(sb.id, ('READY', 'FAILED'))
+                self.assertEqual(phase_name(got), 'READY', got.status.message)
+                users = {r.get('user') for r in self.api.requests(since=since)}
+                # Every request authenticated by the certificate (the
+                # stand-in's token user is another name).
+                self.assertEqual(users, {'kubernetes-admin'})
+                d.stop()
+
+
 if __name__ == '__main__':
     unittest.main()

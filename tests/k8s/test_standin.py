@@ -89,6 +89,22 @@ class AuthAndDiscovery(StandInTest):
                                     'status': 'Failure', 'message': 'Unauthorized',
                                     'reason': 'Unauthorized', 'code': 401})
 
+    def test_client_certificate_authenticates_its_cn(self):
+        import http.client
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.k.info['ca_file'])
+        ctx.load_cert_chain(self.k.info['client_cert_file'], self.k.info['client_key_file'])
+        conn = http.client.HTTPSConnection(self.k.host, self.k.port_number, context=ctx,
+                                           timeout=10)
+        code, _, _ = self.k.request('GET', SANDBOXES % 'default', token=None, conn=conn)
+        conn.close()
+        self.assertEqual(code, 200)
+        users = [r.get('user') for r in self.k.requests(resource='sandboxes')]
+        self.assertEqual(users[-1], 'kubernetes-admin')
+        # Without a certificate and without a token: 401.
+        code, _, _ = self.k.request('GET', SANDBOXES % 'default', token=None)
+        self.assertEqual(code, 401)
+
     def test_rbac_rules_give_403_with_the_apiserver_message(self):
         self.k.add_token('reader', 'system:serviceaccount:sg:reader',
                          [{'verbs': ['get', 'list', 'watch'], 'resources': ['sandboxes'],

@@ -223,6 +223,17 @@ class KubeHandler(http.server.BaseHTTPRequestHandler):
                             duration_ms=round((time.monotonic() - started) * 1000, 3))
 
     def _authenticate(self):
+        """The user of a verified client certificate (CN; O as groups),
+        else of the bearer token, as the apiserver's union authenticator
+        tries x509 first. Certificate users have every permission here
+        (RBAC is not modelled; token users may carry rules)."""
+        cert = self.request.getpeercert() if hasattr(self.request, 'getpeercert') else None
+        if cert:
+            subject = dict(kv for rdn in cert.get('subject', ()) for kv in rdn)
+            if subject.get('commonName'):
+                return {'user': subject['commonName'], 'rules': None,
+                        'groups': [v for rdn in cert['subject'] for k, v in rdn
+                                   if k == 'organizationName']}
         auth = self.headers.get('Authorization', '')
         scheme, _, token = auth.partition(' ')
         if scheme.lower() != 'bearer' or not token.strip():

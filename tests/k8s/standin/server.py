@@ -26,8 +26,10 @@ from .timeline import Timeline
 
 
 def make_tls(state_dir, openssl='openssl'):
-    """A throw-away CA and a server certificate for localhost, 127.0.0.1
-    and ::1, made with the openssl command line. Returns (ca, cert, key)."""
+    """A throw-away CA, a server certificate for localhost, 127.0.0.1 and
+    ::1, and a client certificate of the same CA for the user
+    kubernetes-admin (group system:masters), made with the openssl command
+    line. Returns (ca, cert, key, client_cert, client_key)."""
     ca_key = os.path.join(state_dir, 'ca.key')
     ca = os.path.join(state_dir, 'ca.crt')
     key = os.path.join(state_dir, 'server.key')
@@ -53,9 +55,22 @@ def make_tls(state_dir, openssl='openssl'):
         '-keyout', key, '-out', csr, '-subj', '/CN=kube-apiserver')
     run('x509', '-req', '-in', csr, '-CA', ca, '-CAkey', ca_key, '-CAcreateserial',
         '-out', cert, '-days', '7', '-sha256', '-extfile', ext)
-    for p in (ca_key, key):
+    client_key = os.path.join(state_dir, 'client.key')
+    client_csr = os.path.join(state_dir, 'client.csr')
+    client_cert = os.path.join(state_dir, 'client.crt')
+    client_ext = os.path.join(state_dir, 'client.ext')
+    with open(client_ext, 'w') as f:
+        f.write('basicConstraints=critical,CA:FALSE\n'
+                'keyUsage=critical,digitalSignature\n'
+                'extendedKeyUsage=clientAuth\n')
+    run('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+        '-keyout', client_key, '-out', client_csr, '-subj',
+        '/O=system:masters/CN=kubernetes-admin')
+    run('x509', '-req', '-in', client_csr, '-CA', ca, '-CAkey', ca_key, '-CAcreateserial',
+        '-out', client_cert, '-days', '7', '-sha256', '-extfile', client_ext)
+    for p in (ca_key, key, client_key):
         os.chmod(p, 0o600)
-    return ca, cert, key
+    return ca, cert, key, client_cert, client_key
 
 
 class TLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -201,10 +216,14 @@ class App:
         # writer waits behind it. A short interval keeps that convoy short.
         sys.setswitchinterval(0.0005)
         os.makedirs(self.state_dir, exist_ok=True)
-        ca, cert, key = make_tls(self.state_dir)
+        ca, cert, key, client_cert, client_key = make_tls(self.state_dir)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cert, key)
+        # --client-ca-file: a certificate is asked for, not required; one
+        # that verifies authenticates its CN as the user, O as groups.
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(ca)
         ctx.set_alpn_protocols(['http/1.1'])
         family = socket.AF_INET6 if ':' in self.host else socket.AF_INET
         TLSServer.address_family = family
@@ -216,6 +235,7 @@ class App:
         self.url = 'https://%s' % self.address
         self.admin_url = 'http://127.0.0.1:%d' % self.admin.server_address[1]
         self.ca_file = ca
+        self.client_cert_file, self.client_key_file = client_cert, client_key
         self.cluster.start()
         for srv in (self.kube, self.admin):
             threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -233,6 +253,8 @@ class App:
               'current-context': 'standin'}
         _write_atomic(kubeconfig, yaml.safe_dump(kc, default_flow_style=False), 0o600)
         state = {'url': self.url, 'ca_file': self.ca_file, 'token': self.token,
+                 'client_cert_file': self.client_cert_file,
+                 'client_key_file': self.client_key_file,
                  'admin_url': self.admin_url, 'kubeconfig': kubeconfig, 'pid': os.getpid()}
         _write_atomic(os.path.join(self.state_dir, 'standin.json'), json.dumps(state, indent=2),
                       0o600)
