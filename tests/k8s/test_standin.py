@@ -802,5 +802,175 @@ def _fnv(s):
     return '%08x' % h
 
 
+EXT = '/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/%s/'
+TEMPLATES, POOLS, CLAIMS = EXT + 'sandboxtemplates', EXT + 'sandboxwarmpools', EXT + 'sandboxclaims'
+WARM_LABEL = 'agents.x-k8s.io/warm-pool-sandbox'
+
+
+def template(name, **spec):
+    s = {'podTemplate': {'metadata': {'labels': {'team': 'a'}},
+                         'spec': {'containers': [{'name': 'main', 'image': 'busybox:1.37.0'}]}}}
+    s.update(spec)
+    return {'apiVersion': 'extensions.agents.x-k8s.io/v1beta1', 'kind': 'SandboxTemplate',
+            'metadata': {'name': name}, 'spec': s}
+
+
+def pool(name, tmpl, replicas):
+    return {'apiVersion': 'extensions.agents.x-k8s.io/v1beta1', 'kind': 'SandboxWarmPool',
+            'metadata': {'name': name},
+            'spec': {'replicas': replicas, 'sandboxTemplateRef': {'name': tmpl}}}
+
+
+def claim(name, pool_name, **spec):
+    s = {'warmPoolRef': {'name': pool_name}}
+    s.update(spec)
+    return {'apiVersion': 'extensions.agents.x-k8s.io/v1beta1', 'kind': 'SandboxClaim',
+            'metadata': {'name': name}, 'spec': s}
+
+
+class WarmPoolsAndClaims(StandInTest):
+    """The SandboxTemplate, SandboxWarmPool and SandboxClaim controllers."""
+
+    def get_path(self, path, name, ns='default'):
+        code, body, _ = self.k.request('GET', (path % ns) + '/' + name)
+        return body if code == 200 else None
+
+    def members(self, pool_name):
+        from standin.util import name_hash
+        code, body, _ = self.k.request('GET', SANDBOXES % 'default', params={
+            'labelSelector': '%s=%s' % (WARM_LABEL, name_hash(pool_name))})
+        self.assertEqual(code, 200)
+        return body['items']
+
+    def ready_pool(self, name, replicas):
+        self.create(template('tmpl'), path=TEMPLATES)
+        self.create(pool(name, 'tmpl', replicas), path=POOLS)
+
+        def ready():
+            p = self.get_path(POOLS, name)
+            return p if (p.get('status') or {}).get('readyReplicas') == replicas else None
+        return self.k.wait_for(ready, 15, what='pool %s ready' % name)
+
+    def wait_claim(self, name, pred, what):
+        def check():
+            c = self.get_path(CLAIMS, name)
+            return c if c is not None and pred(c) else None
+        return self.k.wait_for(check, 15, what=what)
+
+    def test_pool_fills_with_owned_generated_members(self):
+        p = self.ready_pool('wp', 3)
+        self.assertEqual(p['status']['replicas'], 3)
+        self.assertEqual(p['status']['selector'], WARM_LABEL + '=' + p['status']['selector']
+                         .split('=')[1])
+        ms = self.members('wp')
+        self.assertEqual(len(ms), 3)
+        for m in ms:
+            self.assertTrue(m['metadata']['name'].startswith('wp-'))
+            self.assertEqual(m['metadata']['ownerReferences'][0]['kind'], 'SandboxWarmPool')
+            self.assertEqual(m['metadata']['labels']['agents.x-k8s.io/launch-type'], 'warm')
+            self.assertFalse(m['spec']['podTemplate']['spec']['automountServiceAccountToken'])
+        t = self.get_path(TEMPLATES, 'tmpl')
+        self.assertIn('agents.x-k8s.io/sandbox-template-ref-hash', t['metadata']['labels'])
+
+    def test_warm_claim_adopts_a_ready_member_and_the_pool_replenishes(self):
+        self.ready_pool('wp', 2)
+        before = {m['metadata']['name'] for m in self.members('wp')}
+        self.create(claim('c1', 'wp', additionalPodMetadata={
+            'labels': {'sandbox.users.io/run': 'r1'}}), path=CLAIMS)
+        c = self.wait_claim('c1', lambda c: (cond(c, 'Ready') or {}).get('status') == 'True',
+                            'claim Ready')
+        bound = c['status']['sandbox']['name']
+        self.assertIn(bound, before)           # a pool member, not a Sandbox named c1
+        self.assertTrue(c['status']['sandbox']['podIPs'])
+        self.assertEqual(c['metadata']['annotations']['agents.x-k8s.io/sandbox-name'], bound)
+        sb = self.get(bound)[1]
+        labels = sb['metadata']['labels']
+        self.assertNotIn(WARM_LABEL, labels)
+        self.assertEqual(labels['agents.x-k8s.io/launch-type'], 'warm')
+        self.assertEqual(labels['agents.x-k8s.io/claim-uid'], c['metadata']['uid'])
+        self.assertEqual([(o['kind'], o['name']) for o in sb['metadata']['ownerReferences']],
+                         [('SandboxClaim', 'c1')])
+        pm = sb['spec']['podTemplate']['metadata']
+        self.assertEqual(pm['labels']['sandbox.users.io/run'], 'r1')
+        self.assertNotIn(WARM_LABEL, pm['labels'])
+        self.assertNotIn('cluster-autoscaler.kubernetes.io/safe-to-evict',
+                         pm.get('annotations') or {})
+        self.assertEqual(self.get_path(CLAIMS, 'c1')['status']['sandbox']['name'], bound)
+        # The pool is back to two members, neither of them the adopted one.
+        self.k.wait_for(lambda: len(self.members('wp')) == 2 and bound not in
+                        {m['metadata']['name'] for m in self.members('wp')}, 10,
+                        what='pool replenished')
+        # Deleting the claim takes its Sandbox with it (no finalizer; GC).
+        self.k.request('DELETE', (CLAIMS % 'default') + '/c1')
+        self.k.wait_for(lambda: self.get(bound)[0] == 404, 10, what='bound Sandbox collected')
+
+    def test_bind_delay_holds_the_adoption(self):
+        self.ready_pool('wp', 1)
+        self.k.config(bind_delay_ms=400)
+        t0 = time.monotonic()
+        self.create(claim('c2', 'wp'), path=CLAIMS)
+        self.wait_claim('c2', lambda c: (c.get('status') or {}).get('sandbox'), 'bound')
+        self.assertGreaterEqual(time.monotonic() - t0, 0.4)
+
+    def test_empty_pool_falls_back_to_a_cold_sandbox_named_after_the_claim(self):
+        self.ready_pool('wp0', 0)
+        self.create(claim('cold1', 'wp0'), path=CLAIMS)
+        c = self.wait_claim('cold1', lambda c: (cond(c, 'Ready') or {}).get('status') == 'True',
+                            'cold claim Ready')
+        self.assertEqual(c['status']['sandbox']['name'], 'cold1')
+        sb = self.get('cold1')[1]
+        self.assertEqual(sb['metadata']['labels']['agents.x-k8s.io/launch-type'], 'cold')
+        self.assertEqual(sb['metadata']['ownerReferences'][0]['uid'], c['metadata']['uid'])
+
+    def test_terminal_and_not_found_reasons(self):
+        self.create(template('tmpl'), path=TEMPLATES)
+        self.create(pool('wp', 'tmpl', 0), path=POOLS)
+        self.create(pool('orphan', 'no-such-template', 0), path=POOLS)
+        cases = [
+            (claim('nopool', 'no-such-pool'), 'WarmPoolNotFound',
+             'SandboxWarmPool "no-such-pool" not found'),
+            (claim('notmpl', 'orphan'), 'TemplateNotFound', 'no-such-template'),
+            (claim('badmeta', 'wp', additionalPodMetadata={'labels': {'team': 'x'}}),
+             'InvalidMetadata', 'label key "team"'),
+            (claim('badann', 'wp', additionalPodMetadata={
+                'annotations': {'agents.x-k8s.io/x': 'y'}}), 'InvalidMetadata',
+             'reserved domain'),
+            (claim('env', 'wp', env=[{'name': 'A', 'value': 'b'}]),
+             'EnvVarsInjectionRejected', 'disallowed'),
+            (claim('vct', 'wp', volumeClaimTemplates=[{'metadata': {'name': 'data'},
+                                                       'spec': {}}]),
+             'VolumeClaimTemplatesError', 'disallowed'),
+        ]
+        for body, reason, text in cases:
+            with self.subTest(reason=reason, claim=body['metadata']['name']):
+                self.create(body, path=CLAIMS)
+                c = self.wait_claim(body['metadata']['name'],
+                                    lambda c: (cond(c, 'Ready') or {}).get('reason') == reason,
+                                    reason)
+                self.assertEqual(cond(c, 'Ready')['status'], 'False')
+                self.assertIn(text, cond(c, 'Ready')['message'])
+                self.assertEqual(self.get(body['metadata']['name'])[0], 404)  # nothing created
+
+    def test_env_allowed_by_the_template_forces_a_cold_start(self):
+        self.create(template('tmpl-env', envVarsInjectionPolicy='Allowed'), path=TEMPLATES)
+        self.create(pool('wpe', 'tmpl-env', 1), path=POOLS)
+        self.k.wait_for(lambda: (self.get_path(POOLS, 'wpe').get('status') or {})
+                        .get('readyReplicas') == 1, 15, what='pool ready')
+        self.create(claim('ce', 'wpe', env=[{'name': 'MODE', 'value': 'x'}]), path=CLAIMS)
+        c = self.wait_claim('ce', lambda c: (c.get('status') or {}).get('sandbox'), 'bound')
+        self.assertEqual(c['status']['sandbox']['name'], 'ce')   # cold, not the warm member
+        env = self.get('ce')[1]['spec']['podTemplate']['spec']['containers'][0]['env']
+        self.assertEqual(env, [{'name': 'MODE', 'value': 'x'}])
+
+    def test_claim_expiry_with_shutdown_policy_delete(self):
+        self.ready_pool('wp', 1)
+        when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(time.time() + 2))
+        self.create(claim('exp', 'wp', lifecycle={'shutdownTime': when,
+                                                  'shutdownPolicy': 'Delete'}), path=CLAIMS)
+        c = self.wait_claim('exp', lambda c: (c.get('status') or {}).get('sandbox'), 'bound')
+        bound = c['status']['sandbox']['name']
+        self.k.wait_for(lambda: self.get_path(CLAIMS, 'exp') is None, 15, what='claim deleted')
+        self.k.wait_for(lambda: self.get(bound)[0] == 404, 15, what='its Sandbox collected')
+
 if __name__ == '__main__':
     unittest.main(verbosity=2)

@@ -15,6 +15,7 @@ import threading
 import time
 
 from . import errors
+from .extensions import Extensions
 from .util import jcopy, name_hash, now_rfc3339, parse_rfc3339, rfc3339
 
 SANDBOX_LABEL = 'agents.x-k8s.io/sandbox-name-hash'
@@ -40,6 +41,8 @@ DEFAULT_CONFIG = {
     'min_request_timeout_s': 1800,
     'history_size': 10000,
     'normal_events': True,         # Scheduled/Pulled/Created/Started events
+    'extensions': True,            # run the template, warm pool and claim controllers
+    'bind_delay_ms': 0,            # claim first seen -> warm adoption
 }
 
 
@@ -61,6 +64,8 @@ class Cluster:
         self.pod_started = {}    # pod uid -> monotonic creation time
         self.pod_stage = {}      # pod uid -> last kubelet stage reached
         self.stopping = False
+        self.claim_seen = {}     # claim uid -> monotonic time first reconciled
+        self.ext = Extensions(self)
         self.thread = threading.Thread(target=self._run, name='cluster', daemon=True)
         store.listeners.append(self._on_change)
 
@@ -105,6 +110,7 @@ class Cluster:
             self.enqueue(('sandbox', ch.ns, ch.name))
         elif kind == 'Namespace':
             self.enqueue(('namespace', '', ch.name))
+        self.ext.on_change(ch)
         self._gc_triggers(ch)
         if ch.type == 'DELETED' and ch.ns:
             self.enqueue(('namespace', '', ch.ns))
@@ -154,6 +160,8 @@ class Cluster:
                 self.collect_garbage(key[1], key[2], ns, name)
         elif what == 'namespace':
             self.reconcile_namespace(name)
+        elif what in ('template', 'pool', 'claim'):
+            self.ext.reconcile(what, ns, name)
 
     def _get(self, res, ns, name):
         with self.store.lock:
