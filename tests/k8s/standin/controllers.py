@@ -43,6 +43,7 @@ DEFAULT_CONFIG = {
     'normal_events': True,         # Scheduled/Pulled/Created/Started events
     'extensions': True,            # run the template, warm pool and claim controllers
     'bind_delay_ms': 0,            # claim first seen -> warm adoption
+    'allowed_label_domains': ['sandbox.users.io'],  # claims' pod label keys
 }
 
 

@@ -41,7 +41,6 @@ CLAIM_UID_LABEL = 'agents.x-k8s.io/claim-uid'
 SANDBOX_NAME_ANN = 'agents.x-k8s.io/sandbox-name'
 POD_NAME_ANN = 'agents.x-k8s.io/pod-name'
 SAFE_TO_EVICT_ANN = 'cluster-autoscaler.kubernetes.io/safe-to-evict'
-ALLOWED_LABEL_DOMAIN = 'sandbox.users.io'
 CANDIDATE_IP_GRACE_S = 2.0
 CANDIDATE_RETRY_S = 0.5
 NOT_FOUND_REQUEUE_S = 60.0
@@ -83,18 +82,19 @@ def _in_domain(domain, parent):
     return domain == parent or domain.endswith('.' + parent)
 
 
-def metadata_errors(apm):
+def metadata_errors(apm, allowed_domains):
     """The controller's validation of additionalPodMetadata: label keys need
-    a domain in the allowlist, app=sandbox-router is forbidden, annotation
-    keys of the Kubernetes and agent-sandbox domains are refused (except
-    safe-to-evict), label values must be valid."""
+    a domain in the allowlist (its allowed-label-domains file), the label
+    app=sandbox-router is forbidden, annotation keys of the Kubernetes and
+    agent-sandbox domains are refused (except safe-to-evict), label values
+    must be valid."""
     errs = []
     for k, v in sorted(((apm or {}).get('labels') or {}).items()):
         if k == 'app' and v == 'sandbox-router':
             errs.append('label "app=sandbox-router" is reserved')
-        elif not _in_domain(_domain_of(k), ALLOWED_LABEL_DOMAIN):
+        elif not any(_in_domain(_domain_of(k), d) for d in allowed_domains):
             errs.append('label key "%s" must have a domain prefix in the allowed list [%s]'
-                        % (k, ALLOWED_LABEL_DOMAIN))
+                        % (k, ', '.join(allowed_domains)))
         elif len(v) > 63 or not _LABEL_VALUE.match(v):
             errs.append('label "%s" has an invalid value "%s"' % (k, v))
     for k in sorted(((apm or {}).get('annotations') or {})):
@@ -114,6 +114,8 @@ class Extensions:
         self.claims = reg.by_kind.get((EXT_GROUP, 'SandboxClaim'))
         self.enabled = None not in (self.templates, self.pools, self.claims,
                                     cluster.sandboxes)
+        self.waiting = {}     # (namespace, pool) -> names of unbound claims
+        self.members_of = {}  # pool uid -> names of the Sandboxes it controls
 
     # --- triggers (under the store lock: only queue work) -------------------
 
@@ -131,11 +133,26 @@ class Extensions:
             self.c.enqueue(('pool', ch.ns, ch.name))
             self._enqueue_claims(ch.ns, pool=ch.name)
         elif kind == 'SandboxClaim':
+            key = (ch.ns, ((ch.obj.get('spec') or {}).get('warmPoolRef') or {}).get('name'))
+            bound = ((ch.obj.get('status') or {}).get('sandbox') or {}).get('name')
+            if ch.type == 'DELETED' or bound:
+                self.waiting.get(key, set()).discard(ch.name)
+            else:
+                self.waiting.setdefault(key, set()).add(ch.name)
             if ch.type == 'DELETED':
                 self.c.claim_seen.pop(ch.obj['metadata'].get('uid'), None)
             else:
                 self.c.enqueue(('claim', ch.ns, ch.name))
         elif kind == 'Sandbox':
+            # The index _members reads: the pool that controls the object now.
+            for obj, now in ((ch.prev, False), (ch.obj, ch.type != 'DELETED')):
+                ref = _controller(obj) if obj else None
+                if ref is not None and ref.get('kind') == 'SandboxWarmPool':
+                    names = self.members_of.setdefault(ref.get('uid'), set())
+                    if now:
+                        names.add(ch.name)
+                    else:
+                        names.discard(ch.name)
             for obj in (ch.obj, ch.prev):
                 ref = _controller(obj) if obj else None
                 if ref is None:
@@ -148,12 +165,11 @@ class Extensions:
                     self.c.enqueue(('claim', ch.ns, ref.get('name')))
 
     def _enqueue_claims(self, ns, pool):
-        for cl in self.c.store.objects[self.claims].values():
-            md = cl['metadata']
-            if md.get('namespace') == ns and \
-                    ((cl.get('spec') or {}).get('warmPoolRef') or {}).get('name') == pool and \
-                    not (cl.get('status') or {}).get('sandbox', {}).get('name'):
-                self.c.enqueue(('claim', ns, md['name']))
+        """The claims of pool still waiting for a Sandbox (the index kept
+        by on_change: scanning every claim per member change is too slow
+        at tens of claims a second)."""
+        for name in list(self.waiting.get((ns, pool), ())):
+            self.c.enqueue(('claim', ns, name))
 
     def reconcile(self, what, ns, name):
         if not self.enabled or not self.c.config.get('extensions', True):
@@ -195,14 +211,20 @@ class Extensions:
     # --- SandboxWarmPool ----------------------------------------------------
 
     def _members(self, pool):
+        """Copies of the pool's members, oldest first. Only they are
+        copied: a namespace holds many more Sandboxes than one pool."""
         ns, uid = pool['metadata']['namespace'], pool['metadata']['uid']
         h = name_hash(pool['metadata']['name'])
+        store = self.c.store
         out = []
-        for sb in self.c.store.items(self.c.sandboxes, ns):
-            ref = _controller(sb)
-            if (sb['metadata'].get('labels') or {}).get(WARM_POOL_LABEL) == h and \
-                    ref is not None and ref.get('uid') == uid:
-                out.append(sb)
+        with store.lock:
+            for name in self.members_of.get(uid, ()):
+                sb = store.peek(self.c.sandboxes, ns, name)
+                if sb is not None and \
+                        (sb['metadata'].get('labels') or {}).get(WARM_POOL_LABEL) == h and \
+                        (_controller(sb) or {}).get('uid') == uid:
+                    out.append(jcopy(sb))
+        out.sort(key=lambda m: (m['metadata']['creationTimestamp'], m['metadata']['name']))
         return out
 
     def reconcile_pool(self, ns, name):
@@ -340,7 +362,8 @@ class Extensions:
         return None
 
     def _allocate(self, claim, ns, name, spec):
-        errs = metadata_errors(spec.get('additionalPodMetadata'))
+        errs = metadata_errors(spec.get('additionalPodMetadata'),
+                               self.c.config.get('allowed_label_domains') or [])
         if errs:
             self._set_status(claim, None, 'InvalidMetadata', '; '.join(errs))
             return None

@@ -1,5 +1,6 @@
-"""Per-Sandbox timings for benchmarks: the wall-clock time (Unix seconds,
-float) at which the store committed each step of a Sandbox's start.
+"""Per-Sandbox and per-SandboxClaim timings for benchmarks: the wall-clock
+time (Unix seconds, float) at which the store committed each step of a
+Sandbox's or a claim's start.
 Kubernetes timestamps have whole seconds, too coarse to tell the
 stand-in's own latency from its client's. A store listener, so the time is
 the moment watchers are offered the change; not part of the API.
@@ -10,6 +11,13 @@ the moment watchers are offered the change; not part of the API.
     ready        the Sandbox's Ready condition True (the controller)
     ready_sent   the first watch event with that condition written to a
                  watch connection (the stand-in's part of the delivery)
+
+and for a SandboxClaim (entries carry "kind"):
+
+    created      the claim ADDED
+    bound        its status first names a Sandbox
+    ready        its Ready condition True (forwarded from that Sandbox)
+    ready_sent   as above
 """
 import threading
 import time
@@ -30,26 +38,30 @@ class Timeline:
         self.entries = {}
         store.listeners.append(self._on_change)
 
-    def _mark(self, ns, name, what, t):
+    def _mark(self, ns, name, what, t, kind='Sandbox'):
         with self.lock:
-            e = self.entries.get((ns, name))
+            e = self.entries.get((kind, ns, name))
             if e is None:
                 if len(self.entries) >= LIMIT:
                     return
-                e = self.entries[(ns, name)] = {'namespace': ns, 'name': name}
+                e = self.entries[(kind, ns, name)] = {'kind': kind, 'namespace': ns,
+                                                      'name': name}
             e.setdefault(what, t)
 
     def _on_change(self, ch):
         """Store listener, under the store lock: record only."""
         kind = ch.res.kind
-        if ch.type == 'DELETED' or kind not in ('Sandbox', 'Pod'):
+        if ch.type == 'DELETED' or kind not in ('Sandbox', 'Pod', 'SandboxClaim'):
             return
         t = time.time()
-        if kind == 'Sandbox':
+        if kind in ('Sandbox', 'SandboxClaim'):
             if ch.type == 'ADDED':
-                self._mark(ch.ns, ch.name, 'created', t)
+                self._mark(ch.ns, ch.name, 'created', t, kind)
+            if kind == 'SandboxClaim' and \
+                    ((ch.obj.get('status') or {}).get('sandbox') or {}).get('name'):
+                self._mark(ch.ns, ch.name, 'bound', t, kind)
             if _ready(ch.obj):
-                self._mark(ch.ns, ch.name, 'ready', t)
+                self._mark(ch.ns, ch.name, 'ready', t, kind)
             return
         owner = None
         for o in ch.obj['metadata'].get('ownerReferences') or []:
@@ -64,9 +76,11 @@ class Timeline:
 
     def watch_sent(self, type_, obj):
         """A watch connection wrote this event (its handler thread)."""
-        if type_ in ('ADDED', 'MODIFIED') and obj.get('kind') == 'Sandbox' and _ready(obj):
+        kind = obj.get('kind')
+        if type_ in ('ADDED', 'MODIFIED') and kind in ('Sandbox', 'SandboxClaim') and \
+                _ready(obj):
             md = obj['metadata']
-            self._mark(md.get('namespace', ''), md['name'], 'ready_sent', time.time())
+            self._mark(md.get('namespace', ''), md['name'], 'ready_sent', time.time(), kind)
 
     def list(self, namespace=None):
         with self.lock:
