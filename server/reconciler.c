@@ -439,9 +439,13 @@ static bool observed_change(const struct item *it,
         return false;
     switch (it->obs.state) {
     case SG_DRIVER_STATE_RUNNING:
+        /* The driver's reason says how it got there (Started, WarmStart,
+           DependenciesReady); "Ready" only when it says nothing. */
         *chg = (struct sg_record_change){
             .phase = SG_PHASE_READY, .events = {SG_EVENT_READY},
-            .reason = "Ready", .message = "sandbox is ready",
+            .reason = it->obs.reason[0] ? it->obs.reason : "Ready",
+            .message = it->obs.message[0] ? it->obs.message
+                                          : "sandbox is ready",
             .set_ready_time = true};
         return true;
     case SG_DRIVER_STATE_FAILED:
