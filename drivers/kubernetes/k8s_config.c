@@ -523,6 +523,8 @@ int k8s_settings_load(const char *json, struct k8s_settings *s,
             rc = get_bool(&c, v, key, &s->cluster_wide_watch);
         } else if (STREQ(key, "delete_unknown")) {
             rc = get_bool(&c, v, key, &s->delete_unknown);
+        } else if (STREQ(key, "claim_pod_labels")) {
+            rc = get_bool(&c, v, key, &s->claim_pod_labels);
         } else if (STREQ(key, "insecure_skip_tls_verify")) {
             rc = get_bool(&c, v, key, &s->insecure_skip_tls_verify);
         } else if (STREQ(key, "allow_insecure")) {
@@ -901,6 +903,34 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* A claim's pod is its warm pool's template's: the keys that shape a pod
+   cannot apply to it. */
+static int claim_refuses(struct ctx *c, const struct k8s_block *b)
+{
+    static const char why[] = "not with allocation SandboxClaim (the warm "
+                              "pool's SandboxTemplate defines the pod)";
+    const char *key = NULL;
+
+    if (b->service_account != NULL)
+        key = "serviceAccountName";
+    else if (b->runtime_class != NULL)
+        key = "runtimeClassName";
+    else if (b->priority_class != NULL)
+        key = "priorityClassName";
+    else if (b->n_node_selector > 0)
+        key = "nodeSelector";
+    else if (b->n_tolerations > 0)
+        key = "tolerations";
+    else if (b->n_requests > 0 || b->n_limits > 0)
+        key = "resources";
+    else if (b->n_image_pull_secrets > 0)
+        key = "imagePullSecrets";
+    if (key == NULL)
+        return 0;
+    fail(c, key, why);
+    return -1;
+}
+
 int k8s_block_load(const char *json, struct k8s_block *b, struct sg_error *err)
 {
     struct ctx c = {
@@ -980,6 +1010,8 @@ int k8s_block_load(const char *json, struct k8s_block *b, struct sg_error *err)
              "pool)");
         goto error;
     }
+    if (STREQ(b->allocation, "SandboxClaim") && claim_refuses(&c, b) < 0)
+        goto error;
     if (c.n_fields > 0)
         qsort(c.fields, c.n_fields, sizeof(*c.fields), str_cmp);
     b->fields = c.fields;

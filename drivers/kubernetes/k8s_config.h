@@ -16,6 +16,10 @@
  *                                     of one per namespace in use
  *   delete_unknown            bool    delete objects with our gateway id
  *                                     but no valid sandbox id label
+ *   claim_pod_labels          bool    put our labels on a claim's pod too
+ *                                     (additionalPodMetadata.labels); only
+ *                                     where the claim controller allows
+ *                                     the sandgate.io label domain
  *   insecure_skip_tls_verify  bool    refused unless allow_insecure: true
  *   allow_insecure            bool
  *   default_image             string  used when a sandbox has no image
@@ -37,6 +41,10 @@
  * runtimeClassName, nodeSelector, tolerations, resources {requests,
  * limits}, priorityClassName, podLabels, podAnnotations, imagePullSecrets,
  * agentSandbox {allocation: Sandbox | SandboxClaim, template, warmPool}.
+ * With SandboxClaim, warmPool is required and the keys that shape the pod
+ * (serviceAccountName, runtimeClassName, priorityClassName, nodeSelector,
+ * tolerations, resources, imagePullSecrets) are refused: the pool's
+ * SandboxTemplate defines the pod.
  *
  * Messages name the path: "kubernetes.resources.limits.cpu: invalid
  * quantity '2x'", "kubernetes.foo: unknown key"; settings messages start
@@ -87,6 +95,7 @@ struct k8s_settings {
     char *gateway_id;
     bool cluster_wide_watch;
     bool delete_unknown;
+    bool claim_pod_labels;
     bool insecure_skip_tls_verify;
     char *default_image;
     char *container_name;
@@ -156,8 +165,7 @@ int k8s_settings_load(const char *json, struct k8s_settings *out,
 void k8s_settings_clear(struct k8s_settings *s);
 
 /* Decode a per-sandbox block (NULL = "{}") into *out (zeroed first).
-   Returns 0 or -1 with err (SG_ERR_INVALID_ARGUMENT). A SandboxClaim
-   block decodes (describe reports its facts); the driver refuses it. */
+   Returns 0 or -1 with err (SG_ERR_INVALID_ARGUMENT). */
 int k8s_block_load(const char *json, struct k8s_block *out,
                    struct sg_error *err) SG_WARN_UNUSED_RESULT;
 void k8s_block_clear(struct k8s_block *b);

@@ -1,18 +1,25 @@
 /*
  * k8s_driver.c: the kubernetes driver.
  *
- * One informer per namespace in use (or one cluster-wide): a paged LIST of
- * the Sandboxes carrying our gateway id, then a WATCH from the list's
- * resourceVersion with bookmarks, resumed from the last resourceVersion
- * when it ends and re-listed on 410 Expired. The informers feed a cache
- * keyed by sandbox id; get and list answer from it, and every state change
- * it sees goes to the gateway's watcher. create POSTs one Sandbox (an
- * AlreadyExists reads the object and adopts it when it carries our id);
- * remove sends one DELETE and answers GONE when the watch reports the
+ * A sandbox is backed by one Sandbox, or (allocation SandboxClaim) by one
+ * SandboxClaim against a warm pool, whose controller binds a pool member
+ * or creates a cold Sandbox; the claim's status mirrors the bound
+ * Sandbox's Ready condition and pod IPs, so the claim is all we follow.
+ *
+ * One informer per namespace in use and kind (or one cluster-wide): a
+ * paged LIST of the objects carrying our gateway id, then a WATCH from the
+ * list's resourceVersion with bookmarks, resumed from the last
+ * resourceVersion when it ends and re-listed on 410 Expired. Claims are
+ * watched only in namespaces where one was created. The informers feed a
+ * cache keyed by sandbox id; get and list answer from it, and every state
+ * change it sees goes to the gateway's watcher. create POSTs one object
+ * (an AlreadyExists reads the object and adopts it when it carries our
+ * id); remove sends one DELETE and answers GONE when the watch reports the
  * object gone.
  *
- * The namespaces in use are kept in state_dir/namespaces, so that a
- * restarted gateway watches them again before it lists.
+ * The namespaces in use (and whether claims are in use there) are kept in
+ * state_dir/namespaces, so that a restarted gateway watches them again
+ * before it lists.
  */
 #include "internal.h"
 
@@ -47,15 +54,22 @@ struct kd_obj {
     uint64_t touched; /* drv->seq at its last update */
 };
 
-/* An informer: one namespace ("" = every namespace). */
+/* The informer of one kind in one namespace. */
+struct kd_watch {
+    struct kd_ns *ns;
+    enum k8s_kind kind;
+    struct k8s_informer *inf; /* NULL: this kind is not watched here */
+    bool synced;              /* one full list done */
+    struct sg_strmap *seen;   /* ids of the list in progress */
+    uint64_t list_seq;        /* drv->seq when that list began */
+};
+
+/* A namespace in use ("" = every namespace), with a watch per kind. */
 struct kd_ns {
     struct kd_driver *drv;
     struct kd_ns *next;
     char name[64];
-    struct k8s_informer *inf;
-    bool synced;            /* one full list done */
-    struct sg_strmap *seen; /* ids of the list in progress */
-    uint64_t list_seq;      /* drv->seq when that list began */
+    struct kd_watch w[2]; /* by enum k8s_kind */
 };
 
 enum kd_op_kind { OP_CREATE, OP_REMOVE, OP_GET, OP_LIST, OP_ANSWER };
@@ -71,6 +85,10 @@ struct kd_op {
     sg_driver_done_cb done;
     sg_driver_list_cb list;
     void *opaque;
+    enum k8s_kind obj_kind; /* create, remove: the object's kind */
+    char *body;             /* create: the object, when a read comes first */
+    char *pool;             /* create of a claim naming a template: its */
+    char *template_name;    /* warm pool, and the template it must run */
     struct k8s_call *call;
     bool waiting_sync;  /* get/list/remove: until the informer is synced */
     bool waiting_gone;  /* remove: until the watch says the object is gone */
@@ -101,7 +119,7 @@ struct kd_driver {
     bool closing;
 };
 
-static struct k8s_informer *ns_informer(struct kd_ns *ns);
+static struct k8s_informer *ns_informer(struct kd_watch *w);
 static void ops_sync_check(struct kd_driver *drv);
 static int remove_send(struct kd_op *op);
 
@@ -160,6 +178,9 @@ static void op_closed(uv_handle_t *h)
     struct kd_op *op = h->data;
 
     free(op->message);
+    free(op->body);
+    free(op->pool);
+    free(op->template_name);
     free(op);
 }
 
@@ -291,6 +312,12 @@ static struct kd_ns *ns_covering(struct kd_driver *drv, const char *name)
     return ns_find(drv, name);
 }
 
+static bool ns_synced(const struct kd_ns *ns)
+{
+    return ns->w[K8S_KIND_SANDBOX].synced &&
+           (ns->w[K8S_KIND_CLAIM].inf == NULL || ns->w[K8S_KIND_CLAIM].synced);
+}
+
 static void ns_save(struct kd_driver *drv)
 {
     char path[PATH_BUF];
@@ -305,7 +332,8 @@ static void ns_save(struct kd_driver *drv)
         return;
     }
     for (struct kd_ns *ns = drv->nss; ns != NULL; ns = ns->next)
-        fprintf(f, "%s\n", ns->name);
+        fprintf(f, "%s%s\n", ns->name,
+                ns->w[K8S_KIND_CLAIM].inf != NULL ? " claims" : "");
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         fclose(f);
         LOG(drv, SG_DRIVER_LOG_WARN, "cannot write '%s'", tmp);
@@ -314,6 +342,22 @@ static void ns_save(struct kd_driver *drv)
     fclose(f);
     if (rename(tmp, path) != 0)
         LOG(drv, SG_DRIVER_LOG_WARN, "cannot rename '%s'", tmp);
+}
+
+/* Start watching kind in ns. Returns 0, or -1 when out of memory. */
+static int ns_watch(struct kd_ns *ns, enum k8s_kind kind)
+{
+    struct kd_watch *w = &ns->w[kind];
+
+    if (w->inf != NULL)
+        return 0;
+    w->ns = ns;
+    w->kind = kind;
+    w->inf = ns_informer(w);
+    if (w->inf == NULL)
+        return -1;
+    k8s_informer_start(w->inf);
+    return 0;
 }
 
 static struct kd_ns *ns_add(struct kd_driver *drv, const char *name, bool save)
@@ -327,8 +371,7 @@ static struct kd_ns *ns_add(struct kd_driver *drv, const char *name, bool save)
         return NULL;
     ns->drv = drv;
     snprintf(ns->name, sizeof(ns->name), "%s", name);
-    ns->inf = ns_informer(ns);
-    if (ns->inf == NULL) {
+    if (ns_watch(ns, K8S_KIND_SANDBOX) < 0) {
         free(ns);
         return NULL;
     }
@@ -336,16 +379,23 @@ static struct kd_ns *ns_add(struct kd_driver *drv, const char *name, bool save)
     drv->nss = ns;
     if (save)
         ns_save(drv);
-    k8s_informer_start(ns->inf);
     return ns;
 }
 
-/* The informer for namespace name, started if needed. */
-static struct kd_ns *ns_ensure(struct kd_driver *drv, const char *name)
+/* The informers for namespace name and kind, started if needed. */
+static struct kd_ns *ns_ensure(struct kd_driver *drv, const char *name,
+                               enum k8s_kind kind)
 {
-    if (drv->settings.cluster_wide_watch)
-        return drv->nss;
-    return ns_add(drv, name, true);
+    struct kd_ns *ns = drv->settings.cluster_wide_watch
+                           ? drv->nss
+                           : ns_add(drv, name, true);
+
+    if (ns == NULL || ns->w[kind].inf != NULL)
+        return ns;
+    if (ns_watch(ns, kind) < 0)
+        return NULL;
+    ns_save(drv);
+    return ns;
 }
 
 static void ns_load(struct kd_driver *drv)
@@ -360,11 +410,21 @@ static void ns_load(struct kd_driver *drv)
         return;
     while (fgets(line, sizeof(line), f) != NULL) {
         size_t n = strlen(line);
+        char *sp;
+        struct kd_ns *ns;
 
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
-        if (k8s_is_dns_label(line))
-            ns_add(drv, line, false);
+        sp = strchr(line, ' ');
+        if (sp != NULL)
+            *sp++ = '\0';
+        if (!k8s_is_dns_label(line))
+            continue;
+        ns = ns_add(drv, line, false);
+        if (ns != NULL && sp != NULL && STREQ(sp, "claims") &&
+            ns_watch(ns, K8S_KIND_CLAIM) < 0)
+            LOG(drv, SG_DRIVER_LOG_WARN, "cannot watch the claims of '%s'",
+                line);
     }
     fclose(f);
 }
@@ -372,7 +432,7 @@ static void ns_load(struct kd_driver *drv)
 static bool all_synced(struct kd_driver *drv)
 {
     for (struct kd_ns *ns = drv->nss; ns != NULL; ns = ns->next) {
-        if (!ns->synced)
+        if (!ns_synced(ns))
             return false;
     }
     return true;
@@ -380,14 +440,23 @@ static bool all_synced(struct kd_driver *drv)
 
 /* ---- the collection paths ---- */
 
-static void collection_path(struct kd_driver *drv, const char *ns, char *out,
+static void collection_path(enum k8s_kind kind, const char *ns, char *out,
                             size_t size)
 {
     if (ns[0] == '\0')
-        snprintf(out, size, K8S_SANDBOX_API "/sandboxes");
+        snprintf(out, size, "%s/%s", k8s_kind_api(kind),
+                 k8s_kind_plural(kind));
     else
-        snprintf(out, size, K8S_SANDBOX_API "/namespaces/%s/sandboxes", ns);
-    (void)drv;
+        snprintf(out, size, "%s/namespaces/%s/%s", k8s_kind_api(kind), ns,
+                 k8s_kind_plural(kind));
+}
+
+/* The path of one object, with an optional query. */
+static void object_path(enum k8s_kind kind, const char *ns, const char *name,
+                        const char *query, char *out, size_t size)
+{
+    snprintf(out, size, "%s/namespaces/%s/%s/%s%s%s", k8s_kind_api(kind), ns,
+             k8s_kind_plural(kind), name, query[0] != '\0' ? "?" : "", query);
 }
 
 static void selector_query(struct kd_driver *drv, char *out, size_t size)
@@ -431,23 +500,26 @@ static void status_text(const struct k8s_response *r, char *reason,
 
 static void delete_unknown(struct kd_driver *drv, const struct k8s_observed *o)
 {
-    char key[160];
+    char key[192];
+    char q[64];
     char path[PATH_BUF];
     struct k8s_request req = {.method = "DELETE", .path = path};
     struct k8s_call *call;
 
-    snprintf(key, sizeof(key), "%s/%s", o->namespace_name, o->name);
+    snprintf(key, sizeof(key), "%s/%s/%s", k8s_kind_plural(o->kind),
+             o->namespace_name, o->name);
     if (sg_strmap_get(drv->unknown_deleted, key) != NULL)
         return;
     LOG(drv, SG_DRIVER_LOG_WARN,
-        "Sandbox %s carries our gateway id but no sandbox id%s", key,
+        "%s %s carries our gateway id but no sandbox id%s",
+        k8s_kind_name(o->kind), key,
         drv->settings.delete_unknown ? "; deleting it" : "");
     if (sg_strmap_put(drv->unknown_deleted, key, drv) < 0 ||
         !drv->settings.delete_unknown)
         return;
-    snprintf(path, sizeof(path),
-             K8S_SANDBOX_API "/namespaces/%s/sandboxes/%s?propagationPolicy=%s",
-             o->namespace_name, o->name, drv->settings.propagation_policy);
+    snprintf(q, sizeof(q), "propagationPolicy=%s",
+             drv->settings.propagation_policy);
+    object_path(o->kind, o->namespace_name, o->name, q, path, sizeof(path));
     call = k8s_client_start(drv->client, &req, NULL, NULL);
     (void)call; /* fire and forget: the watch reports the outcome */
 }
@@ -509,7 +581,7 @@ static void cache_delete(struct kd_driver *drv, const char *id)
 }
 
 struct sweep {
-    struct kd_ns *ns;
+    struct kd_watch *w;
     char (*ids)[64];
     size_t n;
     size_t cap;
@@ -519,13 +591,15 @@ static int sweep_collect(void *opaque, const char *key, void *value)
 {
     struct sweep *s = opaque;
     struct kd_obj *obj = value;
+    const char *ns = s->w->ns->name;
 
-    if (s->ns->name[0] != '\0' && STRNEQ(obj->o.namespace_name, s->ns->name))
+    if (obj->o.kind != s->w->kind ||
+        (ns[0] != '\0' && STRNEQ(obj->o.namespace_name, ns)))
         return 0;
     /* Seen by the list, or written after it began (a create's answer):
        not gone. */
-    if (sg_strmap_get(s->ns->seen, key) != NULL ||
-        obj->touched > s->ns->list_seq)
+    if (sg_strmap_get(s->w->seen, key) != NULL ||
+        obj->touched > s->w->list_seq)
         return 0;
     if (s->n == s->cap) {
         size_t cap = s->cap != 0 ? s->cap * 2 : 16;
@@ -540,12 +614,12 @@ static int sweep_collect(void *opaque, const char *key, void *value)
     return 0;
 }
 
-/* After a full list: objects of the namespace the list did not show are
-   gone. */
-static void ns_sweep(struct kd_ns *ns)
+/* After a full list: objects of the namespace and kind the list did not
+   show are gone. */
+static void watch_sweep(struct kd_watch *w)
 {
-    struct kd_driver *drv = ns->drv;
-    struct sweep s = {.ns = ns};
+    struct kd_driver *drv = w->ns->drv;
+    struct sweep s = {.w = w};
 
     sg_strmap_foreach(drv->objs, sweep_collect, &s);
     for (size_t i = 0; i < s.n; i++)
@@ -555,59 +629,66 @@ static void ns_sweep(struct kd_ns *ns)
 
 /* ---- informers (k8s_informer.h) ---- */
 
+static int observe(enum k8s_kind kind, json_t *obj, struct k8s_observed *o)
+{
+    return kind == K8S_KIND_CLAIM ? k8s_claim_observe(obj, o)
+                                  : k8s_sandbox_observe(obj, o);
+}
+
 static void on_list_began(void *opaque)
 {
-    struct kd_ns *ns = opaque;
+    struct kd_watch *w = opaque;
 
-    sg_strmap_free(ns->seen);
-    ns->seen = sg_strmap_new();
-    ns->list_seq = ns->drv->seq;
+    sg_strmap_free(w->seen);
+    w->seen = sg_strmap_new();
+    w->list_seq = w->ns->drv->seq;
 }
 
 static void on_list_object(void *opaque, json_t *item)
 {
-    struct kd_ns *ns = opaque;
+    struct kd_watch *w = opaque;
     struct k8s_observed o;
 
-    if (ns->seen == NULL)
-        ns->seen = sg_strmap_new();
-    if (k8s_sandbox_observe(item, &o) < 0)
+    if (w->seen == NULL)
+        w->seen = sg_strmap_new();
+    if (observe(w->kind, item, &o) < 0)
         return;
-    if (o.id[0] != '\0' && ns->seen != NULL &&
-        sg_strmap_put(ns->seen, o.id, ns) < 0)
+    if (o.id[0] != '\0' && w->seen != NULL &&
+        sg_strmap_put(w->seen, o.id, w) < 0)
         return;
-    cache_upsert(ns->drv, &o);
+    cache_upsert(w->ns->drv, &o);
 }
 
 static void on_list_done(void *opaque)
 {
-    struct kd_ns *ns = opaque;
-    struct kd_driver *drv = ns->drv;
+    struct kd_watch *w = opaque;
+    struct kd_driver *drv = w->ns->drv;
 
-    if (ns->seen != NULL)
-        ns_sweep(ns);
-    sg_strmap_free(ns->seen);
-    ns->seen = NULL;
-    ns->synced = true;
+    if (w->seen != NULL)
+        watch_sweep(w);
+    sg_strmap_free(w->seen);
+    w->seen = NULL;
+    w->synced = true;
     /* Pod events name pods: resolvable once the Sandboxes are known. */
-    if (k8s_events_watch_namespace(drv->events, ns->name) < 0)
+    if (w->kind == K8S_KIND_SANDBOX &&
+        k8s_events_watch_namespace(drv->events, w->ns->name) < 0)
         LOG(drv, SG_DRIVER_LOG_WARN, "cannot watch the events of '%s'",
-            ns->name);
+            w->ns->name);
     ops_sync_check(drv);
 }
 
 static void on_watch_event(void *opaque, const char *type, json_t *obj)
 {
-    struct kd_ns *ns = opaque;
+    struct kd_watch *w = opaque;
     struct k8s_observed o;
 
-    if (k8s_sandbox_observe(obj, &o) != 0)
+    if (observe(w->kind, obj, &o) != 0)
         return;
     if (STREQ(type, "DELETED")) {
         if (o.id[0] != '\0')
-            cache_delete(ns->drv, o.id);
+            cache_delete(w->ns->drv, o.id);
     } else if (STREQ(type, "ADDED") || STREQ(type, "MODIFIED")) {
-        cache_upsert(ns->drv, &o);
+        cache_upsert(w->ns->drv, &o);
     }
 }
 
@@ -625,26 +706,27 @@ static void failure_detail(void *opaque, bool watch,
              watch && r->error != NULL ? r->error : msg);
 }
 
-static struct k8s_informer *ns_informer(struct kd_ns *ns)
+static struct k8s_informer *ns_informer(struct kd_watch *w)
 {
-    struct kd_driver *drv = ns->drv;
+    struct kd_driver *drv = w->ns->drv;
+    bool claims = w->kind == K8S_KIND_CLAIM;
     char coll[256], sel[800];
     struct k8s_informer_config cfg = {
         .collection = coll,
         .query = sel,
-        .name = ns->name,
-        .log_what = "namespace",
-        .log_watch = "watch",
-        .list_kind = "a SandboxList",
+        .name = w->ns->name,
+        .log_what = claims ? "claims of namespace" : "namespace",
+        .log_watch = claims ? "claim watch" : "watch",
+        .list_kind = claims ? "a SandboxClaimList" : "a SandboxList",
         .list_began = on_list_began,
         .list_object = on_list_object,
         .list_done = on_list_done,
         .watch_event = on_watch_event,
         .detail = failure_detail,
-        .opaque = ns,
+        .opaque = w,
     };
 
-    collection_path(drv, ns->name, coll, sizeof(coll));
+    collection_path(w->kind, w->ns->name, coll, sizeof(coll));
     selector_query(drv, sel, sizeof(sel));
     return k8s_informer_new(drv->loop, drv->host, drv->client, &drv->settings,
                             &cfg);
@@ -744,6 +826,7 @@ static void op_resume(struct kd_op *op)
         }
         snprintf(op->ns, sizeof(op->ns), "%s", obj->o.namespace_name);
         snprintf(op->name, sizeof(op->name), "%s", obj->o.name);
+        op->obj_kind = obj->o.kind;
         if (remove_send(op) < 0)
             op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
                       "kubernetes: cannot start a request");
@@ -762,7 +845,7 @@ static bool op_synced(struct kd_op *op)
     if (op->kind == OP_LIST || op->ns[0] == '\0')
         return all_synced(drv);
     ns = ns_covering(drv, op->ns);
-    return ns != NULL && ns->synced;
+    return ns != NULL && ns_synced(ns);
 }
 
 static void ops_sync_check(struct kd_driver *drv)
@@ -837,11 +920,12 @@ static void on_existing(void *opaque, const struct k8s_response *r)
     json_t *j;
 
     op->call = NULL;
-    snprintf(what, sizeof(what), "read Sandbox %s/%s", op->ns, op->name);
+    snprintf(what, sizeof(what), "read %s %s/%s", k8s_kind_name(op->obj_kind),
+             op->ns, op->name);
     if (r->status == 404) {
         /* Deleted between the POST and the GET: create again later. */
         op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
-                  "kubernetes: the existing Sandbox went away; retrying");
+                  "kubernetes: the existing object went away; retrying");
         return;
     }
     if (r->status != 200) {
@@ -852,29 +936,29 @@ static void on_existing(void *opaque, const struct k8s_response *r)
         return;
     }
     j = json_loads(r->body, 0, NULL);
-    if (j == NULL || k8s_sandbox_observe(j, &o) < 0) {
+    if (j == NULL || observe(op->obj_kind, j, &o) < 0) {
         json_decref(j);
         op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
-                  "kubernetes: the existing Sandbox is not readable");
+                  "kubernetes: the existing object is not readable");
         return;
     }
     json_decref(j);
     if (STRNEQ(o.id, op->id) || STRNEQ(o.gateway, drv->settings.gateway_id)) {
         snprintf(msg, sizeof(msg),
-                 "kubernetes: Sandbox %s/%s already exists and does not "
+                 "kubernetes: %s %s/%s already exists and does not "
                  "belong to this sandbox (labels %s=%s, %s=%s)",
-                 op->ns, op->name, K8S_LABEL_SANDBOX_ID, o.id,
-                 K8S_LABEL_GATEWAY_ID, o.gateway);
+                 k8s_kind_name(op->obj_kind), op->ns, op->name,
+                 K8S_LABEL_SANDBOX_ID, o.id, K8S_LABEL_GATEWAY_ID, o.gateway);
         op_finish(op, SG_DRIVER_ERR_INVALID, NULL, msg);
         return;
     }
     if (o.deleting) {
         op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
-                  "kubernetes: the Sandbox is being deleted; retrying");
+                  "kubernetes: the object is being deleted; retrying");
         return;
     }
-    LOG(drv, SG_DRIVER_LOG_INFO, "%s: adopting the existing Sandbox %s/%s",
-        op->id, op->ns, op->name);
+    LOG(drv, SG_DRIVER_LOG_INFO, "%s: adopting the existing %s %s/%s",
+        op->id, k8s_kind_name(op->obj_kind), op->ns, op->name);
     if (obj_find(drv, op->id) == NULL)
         cache_upsert(drv, &o);
     op_finish(op, SG_DRIVER_OK,
@@ -896,13 +980,14 @@ static void on_post(void *opaque, const struct k8s_response *r)
     json_t *j;
 
     op->call = NULL;
-    snprintf(what, sizeof(what), "create Sandbox %s/%s", op->ns, op->name);
+    snprintf(what, sizeof(what), "create %s %s/%s",
+             k8s_kind_name(op->obj_kind), op->ns, op->name);
     if (r->status == 201 || r->status == 200) {
         j = json_loads(r->body, 0, NULL);
-        if (j == NULL || k8s_sandbox_observe(j, &o) < 0) {
+        if (j == NULL || observe(op->obj_kind, j, &o) < 0) {
             json_decref(j);
             op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
-                      "kubernetes: the created Sandbox is not readable");
+                      "kubernetes: the created object is not readable");
             return;
         }
         json_decref(j);
@@ -916,9 +1001,7 @@ static void on_post(void *opaque, const struct k8s_response *r)
     status_text(r, reason, sizeof(reason), smsg, sizeof(smsg), NULL);
     if (r->status == 409 && STREQ(reason, "AlreadyExists")) {
         /* A retried create (or a lost response): read before acting. */
-        snprintf(path, sizeof(path),
-                 K8S_SANDBOX_API "/namespaces/%s/sandboxes/%s", op->ns,
-                 op->name);
+        object_path(op->obj_kind, op->ns, op->name, "", path, sizeof(path));
         op->call = k8s_client_start(drv->client, &req, on_existing, op);
         if (op->call == NULL)
             op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
@@ -943,13 +1026,14 @@ static void on_delete(void *opaque, const struct k8s_response *r)
     char what[160];
 
     op->call = NULL;
-    snprintf(what, sizeof(what), "delete Sandbox %s/%s", op->ns, op->name);
+    snprintf(what, sizeof(what), "delete %s %s/%s",
+             k8s_kind_name(op->obj_kind), op->ns, op->name);
     if (r->status == 200 || r->status == 202 || r->status == 404) {
         op->deleted = true;
         ns = ns_covering(drv, op->ns);
         /* Gone already and the cache agrees: done. Otherwise the watch
            tells (DELETED, or the object missing from a re-list). */
-        if (obj_find(drv, op->id) == NULL && ns != NULL && ns->synced) {
+        if (obj_find(drv, op->id) == NULL && ns != NULL && ns_synced(ns)) {
             op_finish(op, SG_DRIVER_OK, NULL, NULL);
             return;
         }
@@ -967,6 +1051,7 @@ static int remove_send(struct kd_op *op)
 {
     struct kd_driver *drv = op->drv;
     char path[PATH_BUF];
+    char q[64];
     struct k8s_request req = {.method = "DELETE", .path = path};
 
     /* A remove already waiting for the same object: wait with it. */
@@ -978,9 +1063,11 @@ static int remove_send(struct kd_op *op)
             return 0;
         }
     }
-    snprintf(path, sizeof(path),
-             K8S_SANDBOX_API "/namespaces/%s/sandboxes/%s?propagationPolicy=%s",
-             op->ns, op->name, drv->settings.propagation_policy);
+    /* A claim goes at once (no finalizer); the garbage collector takes
+       its Sandbox and pod after it. */
+    snprintf(q, sizeof(q), "propagationPolicy=%s",
+             drv->settings.propagation_policy);
+    object_path(op->obj_kind, op->ns, op->name, q, path, sizeof(path));
     op->call = k8s_client_start(drv->client, &req, on_delete, op);
     return op->call != NULL ? 0 : -1;
 }
@@ -1135,8 +1222,10 @@ static void kd_close(void *priv)
 
         drv->nss = ns->next;
         /* Nothing of ns is called after this. */
-        k8s_informer_close(ns->inf);
-        sg_strmap_free(ns->seen);
+        for (size_t i = 0; i < SG_N_ELEMENTS(ns->w); i++) {
+            k8s_informer_close(ns->w[i].inf);
+            sg_strmap_free(ns->w[i].seen);
+        }
         free(ns);
     }
     k8s_events_close(drv->events);
@@ -1162,11 +1251,19 @@ static int check_sandbox(struct kd_driver *drv,
     if (k8s_block_load(sb->config_json, b, err) < 0)
         return -1;
     if (STREQ(b->allocation, "SandboxClaim")) {
-        sg_error_report(err, SG_ERR_UNIMPLEMENTED,
-                        "kubernetes.agentSandbox.allocation: SandboxClaim is "
-                        "not implemented yet");
-        k8s_block_clear(b);
-        return -1;
+        /* The pool's template runs; a request for another image or
+           command would be silently ignored. */
+        if ((sb->image != NULL && sb->image[0] != '\0') || sb->n_command > 0 ||
+            (sb->working_dir != NULL && sb->working_dir[0] != '\0')) {
+            sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                            "kubernetes.agentSandbox.allocation: a "
+                            "SandboxClaim runs its warm pool's template: "
+                            "leave the image, command and working "
+                            "directory unset");
+            k8s_block_clear(b);
+            return -1;
+        }
+        return 0;
     }
     if ((sb->image == NULL || sb->image[0] == '\0') &&
         (drv->settings.default_image == NULL ||
@@ -1189,7 +1286,6 @@ static int kd_validate(void *priv, const struct sg_driver_sandbox *sb,
     int rc;
 
     if (check_sandbox(drv, sb, &b, &err) < 0) {
-        /* SandboxClaim is valid, not built yet: UNIMPLEMENTED. */
         rc = err.code == SG_ERR_UNIMPLEMENTED ? SG_DRIVER_VALIDATE_UNSUPPORTED
                                               : -1;
         *errmsg = host_strdup_msg(drv, err.message);
@@ -1208,8 +1304,6 @@ static int kd_describe(void *priv, const struct sg_driver_sandbox *sb,
     struct k8s_block b;
     int ret = 0;
 
-    /* The facts of a SandboxClaim block too: an authorizer may decide on
-       them before the driver refuses the allocation. */
     if (k8s_block_load(sb->config_json, &b, &err) < 0) {
         *errmsg = host_strdup_msg(drv, err.message);
         sg_error_reset(&err);
@@ -1224,6 +1318,92 @@ static int kd_describe(void *priv, const struct sg_driver_sandbox *sb,
     return ret;
 }
 
+/* POST op's object (body). Returns 0, or -1 when it could not start. */
+static int post_object(struct kd_op *op, const char *body)
+{
+    struct kd_driver *drv = op->drv;
+    char path[PATH_BUF];
+    char what[PATH_BUF];
+    struct k8s_request req = {.method = "POST", .path = path, .body = body};
+
+    collection_path(op->obj_kind, op->ns, path, sizeof(path));
+    snprintf(what, sizeof(what), "%s %s/%s", k8s_kind_name(op->obj_kind),
+             op->ns, op->name);
+    req.what = what;
+    op->call = k8s_client_start(drv->client, &req, on_post, op);
+    return op->call != NULL ? 0 : -1;
+}
+
+/*
+ * The warm pool of a claim that names a template, read before the claim
+ * is created: the authorizer decided on the template the request named,
+ * so it must be the one the pool runs.
+ */
+static void on_pool(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    char msg[768];
+    char what[320];
+    json_t *j;
+    json_t *t;
+
+    op->call = NULL;
+    snprintf(what, sizeof(what), "read SandboxWarmPool %s/%s", op->ns,
+             op->pool);
+    if (r->status == 404) {
+        snprintf(msg, sizeof(msg),
+                 "kubernetes.agentSandbox.warmPool: SandboxWarmPool %s/%s "
+                 "not found",
+                 op->ns, op->pool);
+        op_finish(op, SG_DRIVER_ERR_INVALID, NULL, msg);
+        return;
+    }
+    if (r->status != 200) {
+        describe_http(what, r, msg, sizeof(msg));
+        op_finish(op, transient(r->status) ? SG_DRIVER_ERR_RETRY
+                                           : SG_DRIVER_ERR_INVALID,
+                  NULL, msg);
+        return;
+    }
+    j = json_loads(r->body, 0, NULL);
+    t = json_object_get(
+        json_object_get(json_object_get(j, "spec"), "sandboxTemplateRef"),
+        "name");
+    if (!json_is_string(t) || STRNEQ(json_string_value(t), op->template_name)) {
+        snprintf(msg, sizeof(msg),
+                 "kubernetes.agentSandbox.template: SandboxWarmPool %s/%s "
+                 "runs SandboxTemplate '%s', not '%s'",
+                 op->ns, op->pool, json_is_string(t) ? json_string_value(t) : "",
+                 op->template_name);
+        json_decref(j);
+        op_finish(op, SG_DRIVER_ERR_INVALID, NULL, msg);
+        return;
+    }
+    json_decref(j);
+    if (post_object(op, op->body) < 0)
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: cannot start a request");
+}
+
+/* Read the pool first (on_pool), then post. */
+static int read_pool_then_post(struct kd_op *op, const struct k8s_block *b,
+                               char *body)
+{
+    struct kd_driver *drv = op->drv;
+    char path[PATH_BUF];
+    struct k8s_request req = {.method = "GET", .path = path};
+
+    op->body = body;
+    op->pool = strdup(b->warm_pool);
+    op->template_name = strdup(b->template_name);
+    if (op->pool == NULL || op->template_name == NULL)
+        return -1;
+    snprintf(path, sizeof(path), K8S_EXT_API "/namespaces/%s/sandboxwarmpools/%s",
+             op->ns, op->pool);
+    op->call = k8s_client_start(drv->client, &req, on_pool, op);
+    return op->call != NULL ? 0 : -1;
+}
+
 static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
                      sg_driver_done_cb done, void *opaque)
 {
@@ -1234,9 +1414,7 @@ static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
     struct kd_op *op;
     json_t *j = NULL;
     char *body = NULL;
-    char path[PATH_BUF];
-    char what[PATH_BUF];
-    struct k8s_request req = {.method = "POST", .path = path};
+    enum k8s_kind kind;
     const char *ns;
     int ret;
 
@@ -1251,8 +1429,10 @@ static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
         sg_error_reset(&err);
         return ret;
     }
+    kind = STREQ(b.allocation, "SandboxClaim") ? K8S_KIND_CLAIM
+                                                : K8S_KIND_SANDBOX;
     ns = k8s_block_namespace(&b, &drv->settings);
-    if (ns_ensure(drv, ns) == NULL) {
+    if (ns_ensure(drv, ns, kind) == NULL) {
         ret = defer_answer(drv, sb->id, SG_DRIVER_ERR_RETRY, NULL,
                            "kubernetes: out of memory", done, opaque);
         goto cleanup;
@@ -1262,13 +1442,15 @@ static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
         /* Idempotent: the cache knows it, no write. */
         ret = obj->o.deleting
                   ? defer_answer(drv, sb->id, SG_DRIVER_ERR_RETRY, NULL,
-                                 "kubernetes: the Sandbox is being deleted",
+                                 "kubernetes: the object is being deleted",
                                  done, opaque)
                   : defer_answer(drv, sb->id, SG_DRIVER_OK, &obj->o, NULL,
                                  done, opaque);
         goto cleanup;
     }
-    j = k8s_sandbox_build(&drv->settings, &b, sb, time(NULL), &err);
+    j = kind == K8S_KIND_CLAIM
+            ? k8s_claim_build(&drv->settings, &b, sb, time(NULL), &err)
+            : k8s_sandbox_build(&drv->settings, &b, sb, time(NULL), &err);
     body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     if (body == NULL) {
         ret = defer_answer(drv, sb->id,
@@ -1286,21 +1468,19 @@ static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
         ret = -1;
         goto cleanup;
     }
+    op->obj_kind = kind;
     snprintf(op->ns, sizeof(op->ns), "%s", ns);
     k8s_object_name(sb->id, op->name);
-    snprintf(path, sizeof(path), K8S_SANDBOX_API "/namespaces/%s/sandboxes",
-             ns);
-    snprintf(what, sizeof(what), "Sandbox %s/%s", op->ns, op->name);
-    req.body = body;
-    req.what = what;
-    op->call = k8s_client_start(drv->client, &req, on_post, op);
-    if (op->call == NULL) {
+    if (kind == K8S_KIND_CLAIM && b.template_name != NULL) {
+        ret = read_pool_then_post(op, &b, body);
+        body = NULL; /* the op's now */
+    } else {
+        ret = post_object(op, body);
+    }
+    if (ret < 0) {
         op->done = NULL;
         op_free(op);
-        ret = -1;
-        goto cleanup;
     }
-    ret = 0;
  cleanup:
     free(body);
     json_decref(j);
@@ -1328,9 +1508,10 @@ static int kd_remove(void *priv, const char *id, const char *backend_object,
     if (obj != NULL) {
         snprintf(op->ns, sizeof(op->ns), "%s", obj->o.namespace_name);
         snprintf(op->name, sizeof(op->name), "%s", obj->o.name);
+        op->obj_kind = obj->o.kind;
     } else if (parse_backend(backend_object, op->ns, sizeof(op->ns), op->name,
                              sizeof(op->name))) {
-        if (ns_ensure(drv, op->ns) == NULL) {
+        if (ns_ensure(drv, op->ns, K8S_KIND_SANDBOX) == NULL) {
             op->done = NULL;
             op_free(op);
             return -1;
@@ -1374,7 +1555,7 @@ static int kd_get(void *priv, const char *id, const char *backend_object,
 
         if (parse_backend(backend_object, op->ns, sizeof(op->ns), name,
                           sizeof(name)) &&
-            ns_ensure(drv, op->ns) == NULL) {
+            ns_ensure(drv, op->ns, K8S_KIND_SANDBOX) == NULL) {
             op->done = NULL;
             op_free(op);
             return -1;

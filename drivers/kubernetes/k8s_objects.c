@@ -1,10 +1,12 @@
 /*
- * k8s_objects.c: building the Sandbox a sandbox becomes, and reading the
- * state of one back.
+ * k8s_objects.c: building the Sandbox or SandboxClaim a sandbox becomes,
+ * and reading the state of one back.
  */
 #include "internal.h"
 
 #include "k8s_objects.h"
+
+#include "buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +47,21 @@ void k8s_object_name(const char *id, char out[K8S_NAME_MAX + 1])
     }
     /* "sg-" + 50 + "-" + 8 hex = 62 bytes. */
     snprintf(out, K8S_NAME_MAX + 1, "sg-%.50s-%08x", id, k8s_fnv1a(id));
+}
+
+const char *k8s_kind_plural(enum k8s_kind kind)
+{
+    return kind == K8S_KIND_CLAIM ? "sandboxclaims" : "sandboxes";
+}
+
+const char *k8s_kind_api(enum k8s_kind kind)
+{
+    return kind == K8S_KIND_CLAIM ? K8S_EXT_API : K8S_SANDBOX_API;
+}
+
+const char *k8s_kind_name(enum k8s_kind kind)
+{
+    return kind == K8S_KIND_CLAIM ? "SandboxClaim" : "Sandbox";
 }
 
 /* ---- building ---- */
@@ -279,6 +296,20 @@ static json_t *merged(json_t *ours, const struct k8s_kv *theirs, size_t n,
     return m;
 }
 
+/* The TTL as the gateway's deadline for the object: shutdownTime, then
+   delete (a Sandbox's spec, a claim's lifecycle). */
+static void put_shutdown(json_t *o, time_t now, uint32_t ttl, bool *ok)
+{
+    time_t at = now + (time_t)ttl;
+    struct tm tm;
+    char ts[32];
+
+    gmtime_r(&at, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    put(o, "shutdownTime", json_string(ts), ok);
+    put(o, "shutdownPolicy", json_string("Delete"), ok);
+}
+
 json_t *k8s_sandbox_build(const struct k8s_settings *s,
                           const struct k8s_block *b,
                           const struct sg_driver_sandbox *sb, time_t now,
@@ -332,15 +363,95 @@ json_t *k8s_sandbox_build(const struct k8s_settings *s,
         &ok);
     put(tmpl, "spec", pod_spec(s, b, sb, image, &ok), &ok);
     put(spec, "podTemplate", tmpl, &ok);
-    if (sb->ttl_seconds > 0) {
-        time_t at = now + (time_t)sb->ttl_seconds;
-        struct tm tm;
-        char ts[32];
+    if (sb->ttl_seconds > 0)
+        put_shutdown(spec, now, sb->ttl_seconds, &ok);
+    put(obj, "spec", spec, &ok);
+    if (!ok)
+        goto nomem;
+    json_decref(labels);
+    json_decref(anns);
+    return obj;
+ nomem:
+    json_decref(labels);
+    json_decref(anns);
+    json_decref(obj);
+    sg_error_report(err, SG_ERR_NO_MEMORY, "kubernetes: out of memory");
+    return NULL;
+}
 
-        gmtime_r(&at, &tm);
-        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        put(spec, "shutdownTime", json_string(ts), &ok);
-        put(spec, "shutdownPolicy", json_string("Delete"), &ok);
+json_t *k8s_claim_build(const struct k8s_settings *s,
+                        const struct k8s_block *b,
+                        const struct sg_driver_sandbox *sb, time_t now,
+                        struct sg_error *err)
+{
+    char name[K8S_NAME_MAX + 1];
+    bool ok = true;
+    json_t *labels = NULL;
+    json_t *anns = NULL;
+    json_t *obj = NULL;
+    json_t *spec = NULL;
+    json_t *apm;
+
+    if (!k8s_id_valid(sb->id)) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "kubernetes: invalid sandbox id");
+        return NULL;
+    }
+    k8s_object_name(sb->id, name);
+    labels = our_labels(s, sb, &ok);
+    anns = our_annotations(sb, &ok);
+    obj = json_object();
+    spec = json_object();
+    apm = json_object();
+    if (obj == NULL || spec == NULL || apm == NULL || !ok) {
+        json_decref(spec);
+        json_decref(apm);
+        goto nomem;
+    }
+    put(obj, "apiVersion", json_string("extensions.agents.x-k8s.io/v1beta1"),
+        &ok);
+    put(obj, "kind", json_string("SandboxClaim"), &ok);
+    put(obj, "metadata",
+        json_pack("{s:s,s:s,s:O,s:O}", "name", name, "namespace",
+                  k8s_block_namespace(b, s), "labels", labels, "annotations",
+                  anns),
+        &ok);
+    put(spec, "warmPoolRef", json_pack("{s:s}", "name", b->warm_pool), &ok);
+    /* The claim controller accepts pod label keys only of the domains it
+       is configured to allow (by default sandbox.users.io): ours go on the
+       pod only where the operator has allowed sandgate.io. */
+    if (s->claim_pod_labels) {
+        /* sandgate.io keys only: app.kubernetes.io is another domain. */
+        json_t *ours = json_deep_copy(labels);
+
+        if (ours == NULL || json_object_del(ours, K8S_LABEL_MANAGED_BY) < 0)
+            ok = false;
+        put(apm, "labels", merged(ours, b->pod_labels, b->n_pod_labels, &ok),
+            &ok);
+        json_decref(ours);
+    }
+    else if (b->n_pod_labels > 0)
+        put(apm, "labels", kv_object(b->pod_labels, b->n_pod_labels, &ok),
+            &ok);
+    put(apm, "annotations",
+        merged(anns, b->pod_annotations, b->n_pod_annotations, &ok), &ok);
+    put(spec, "additionalPodMetadata", apm, &ok);
+    if (sb->n_env > 0) {
+        json_t *env = json_array();
+
+        for (size_t i = 0; env != NULL && i < sb->n_env; i++)
+            append(env,
+                   json_pack("{s:s,s:s}", "name", sb->env_names[i], "value",
+                             sb->env_values[i]),
+                   &ok);
+        put(spec, "env", env, &ok);
+    }
+    if (sb->ttl_seconds > 0) {
+        json_t *lc = json_object();
+
+        if (lc != NULL)
+            put_shutdown(lc, now, sb->ttl_seconds, &ok);
+        put(spec, "lifecycle", lc, &ok);
     }
     put(obj, "spec", spec, &ok);
     if (!ok)
@@ -398,19 +509,16 @@ static void take_condition(struct k8s_observed *o, json_t *c)
     copy_str(json_object_get(c, "message"), o->message, sizeof(o->message));
 }
 
-int k8s_sandbox_observe(json_t *obj, struct k8s_observed *o)
+/* The metadata both kinds share. Returns 0, or -1 without a name or a
+   namespace. */
+static int observe_meta(json_t *obj, enum k8s_kind kind,
+                        struct k8s_observed *o)
 {
-    static const char *const terminal[] = {"PodFailed", "PodSucceeded",
-                                           "SandboxExpired"};
     json_t *meta = json_object_get(obj, "metadata");
     json_t *labels = json_object_get(meta, "labels");
-    json_t *conds = json_object_get(json_object_get(obj, "status"),
-                                    "conditions");
-    json_t *ready = condition(conds, "Ready");
-    json_t *finished = condition(conds, "Finished");
-    json_t *sched = condition(conds, "PodScheduled");
 
     memset(o, 0, sizeof(*o));
+    o->kind = kind;
     copy_str(json_object_get(meta, "name"), o->name, sizeof(o->name));
     copy_str(json_object_get(meta, "namespace"), o->namespace_name,
              sizeof(o->namespace_name));
@@ -428,6 +536,38 @@ int k8s_sandbox_observe(json_t *obj, struct k8s_observed *o)
                   !json_is_null(json_object_get(meta, "deletionTimestamp"));
     o->state = SG_DRIVER_STATE_PENDING;
     snprintf(o->reason, sizeof(o->reason), "Provisioning");
+    return 0;
+}
+
+/* The Ready reasons after which a Sandbox is never Ready. */
+static const char *const sandbox_terminal[] = {"PodFailed", "PodSucceeded",
+                                               "SandboxExpired"};
+/* The claim controller's own (its Python SDK's TERMINAL_CLAIM_READY_REASONS
+   plus the not-found ones, which only a platform change cures). */
+static const char *const claim_terminal[] = {
+    "WarmPoolNotFound",          "TemplateNotFound",
+    "InvalidMetadata",           "EnvVarsInjectionRejected",
+    "VolumeClaimTemplatesError", "ClaimExpired"};
+
+static bool reason_in(json_t *c, const char *const *set, size_t n)
+{
+    for (size_t i = 0; c != NULL && i < n; i++) {
+        if (cond_is(c, "False") && STREQ(cond_reason(c), set[i]))
+            return true;
+    }
+    return false;
+}
+
+int k8s_sandbox_observe(json_t *obj, struct k8s_observed *o)
+{
+    json_t *conds = json_object_get(json_object_get(obj, "status"),
+                                    "conditions");
+    json_t *ready = condition(conds, "Ready");
+    json_t *finished = condition(conds, "Finished");
+    json_t *sched = condition(conds, "PodScheduled");
+
+    if (observe_meta(obj, K8S_KIND_SANDBOX, o) < 0)
+        return -1;
     if (ready != NULL && cond_is(ready, "True")) {
         o->state = SG_DRIVER_STATE_RUNNING;
         take_condition(o, ready);
@@ -438,16 +578,67 @@ int k8s_sandbox_observe(json_t *obj, struct k8s_observed *o)
         take_condition(o, finished);
         return 0;
     }
-    for (size_t i = 0; ready != NULL && i < SG_N_ELEMENTS(terminal); i++) {
-        if (cond_is(ready, "False") && STREQ(cond_reason(ready), terminal[i])) {
-            o->state = SG_DRIVER_STATE_FAILED;
-            take_condition(o, ready);
-            return 0;
-        }
+    if (reason_in(ready, sandbox_terminal, SG_N_ELEMENTS(sandbox_terminal))) {
+        o->state = SG_DRIVER_STATE_FAILED;
+        take_condition(o, ready);
+        return 0;
     }
     if (sched != NULL && cond_is(sched, "False"))
         take_condition(o, sched);
     else if (ready != NULL)
+        take_condition(o, ready);
+    if (o->reason[0] == '\0')
+        snprintf(o->reason, sizeof(o->reason), "Provisioning");
+    return 0;
+}
+
+int k8s_claim_observe(json_t *obj, struct k8s_observed *o)
+{
+    json_t *status = json_object_get(obj, "status");
+    json_t *conds = json_object_get(status, "conditions");
+    json_t *ready = condition(conds, "Ready");
+    json_t *finished = condition(conds, "Finished");
+    json_t *box = json_object_get(status, "sandbox");
+    json_t *ips = json_object_get(box, "podIPs");
+    struct sg_buf m = SG_BUF_INIT;
+    size_t i;
+    json_t *ip;
+
+    if (observe_meta(obj, K8S_KIND_CLAIM, o) < 0)
+        return -1;
+    copy_str(json_object_get(box, "name"), o->bound, sizeof(o->bound));
+    /* A warm member keeps its pool's generated name; a cold Sandbox is
+       named after the claim. */
+    o->warm = o->bound[0] != '\0' && STRNEQ(o->bound, o->name);
+    if (ready != NULL && cond_is(ready, "True")) {
+        o->state = SG_DRIVER_STATE_RUNNING;
+        snprintf(o->reason, sizeof(o->reason), "%s",
+                 o->warm ? "WarmStart" : "ColdStart");
+        sg_buf_printf(&m, "bound to Sandbox %s (%s start)", o->bound,
+                      o->warm ? "warm" : "cold");
+        json_array_foreach(ips, i, ip)
+        {
+            if (json_is_string(ip))
+                sg_buf_printf(&m, "%s%s", i == 0 ? "; pod IPs " : ", ",
+                              json_string_value(ip));
+        }
+        snprintf(o->message, sizeof(o->message), "%s",
+                 sg_buf_error(&m) == 0 ? sg_buf_str(&m) : "");
+        sg_buf_free(&m);
+        return 0;
+    }
+    if (finished != NULL && cond_is(finished, "True")) {
+        o->state = SG_DRIVER_STATE_FAILED;
+        take_condition(o, finished);
+        return 0;
+    }
+    if (reason_in(ready, sandbox_terminal, SG_N_ELEMENTS(sandbox_terminal)) ||
+        reason_in(ready, claim_terminal, SG_N_ELEMENTS(claim_terminal))) {
+        o->state = SG_DRIVER_STATE_FAILED;
+        take_condition(o, ready);
+        return 0;
+    }
+    if (ready != NULL)
         take_condition(o, ready);
     if (o->reason[0] == '\0')
         snprintf(o->reason, sizeof(o->reason), "Provisioning");

@@ -1,6 +1,7 @@
 /*
- * k8s_objects.h: the agents.x-k8s.io/v1beta1 Sandbox objects the driver
- * writes, and what it reads back from them.
+ * k8s_objects.h: the objects the driver writes (an agents.x-k8s.io/v1beta1
+ * Sandbox, or an extensions.agents.x-k8s.io/v1beta1 SandboxClaim against a
+ * warm pool), and what it reads back from them.
  *
  * THREAD SAFETY: pure functions of their arguments; any thread.
  */
@@ -16,7 +17,20 @@
 #include <time.h>
 
 #define K8S_SANDBOX_API "/apis/agents.x-k8s.io/v1beta1"
+#define K8S_EXT_API "/apis/extensions.agents.x-k8s.io/v1beta1"
 #define K8S_NAME_MAX 63
+
+/* Which kind of object backs a sandbox. */
+enum k8s_kind {
+    K8S_KIND_SANDBOX = 0,
+    K8S_KIND_CLAIM,
+};
+
+/* Its collection name under K8S_SANDBOX_API or K8S_EXT_API, and that
+   prefix. */
+const char *k8s_kind_plural(enum k8s_kind kind);
+const char *k8s_kind_api(enum k8s_kind kind);
+const char *k8s_kind_name(enum k8s_kind kind); /* "Sandbox", "SandboxClaim" */
 
 /*
  * The Sandbox name of a sandbox id: "sg-<id>", a DNS-1035 label (the
@@ -41,8 +55,23 @@ json_t *k8s_sandbox_build(const struct k8s_settings *s,
                           const struct sg_driver_sandbox *sb, time_t now,
                           struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
-/* What the driver keeps of one Sandbox it observed. */
+/*
+ * The SandboxClaim to create for sb with a SandboxClaim block b, as a new
+ * JSON object the caller owns: named like the Sandbox would be, our labels
+ * and annotations on the claim, the annotations (and, with
+ * settings.claim_pod_labels, the labels) and the block's pod labels and
+ * annotations in additionalPodMetadata, sb's env in spec.env (which forces
+ * a cold start), and the TTL as lifecycle.shutdownTime with shutdownPolicy
+ * Delete. Same errors as k8s_sandbox_build.
+ */
+json_t *k8s_claim_build(const struct k8s_settings *s,
+                        const struct k8s_block *b,
+                        const struct sg_driver_sandbox *sb, time_t now,
+                        struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/* What the driver keeps of one Sandbox or SandboxClaim it observed. */
 struct k8s_observed {
+    enum k8s_kind kind;
     char id[64];        /* sandbox id label; "" when absent or invalid */
     char gateway[64];   /* gateway id label */
     char namespace_name[64];
@@ -53,6 +82,8 @@ struct k8s_observed {
     enum sg_driver_state state;
     char reason[64];
     char message[256];
+    char bound[K8S_NAME_MAX + 1]; /* claims: the bound Sandbox, or "" */
+    bool warm;                    /* claims: bound to a warm pool member */
 };
 
 /*
@@ -65,6 +96,18 @@ struct k8s_observed {
  * of PodScheduled=False (e.g. Unschedulable) or of Ready when set.
  */
 int k8s_sandbox_observe(json_t *obj, struct k8s_observed *out);
+
+/*
+ * Read obj (a SandboxClaim) into *out, the same way. The claim's Ready
+ * condition is its bound Sandbox's, forwarded; the claim controller's own
+ * reasons that never turn Ready (WarmPoolNotFound, TemplateNotFound,
+ * InvalidMetadata, EnvVarsInjectionRejected, VolumeClaimTemplatesError,
+ * ClaimExpired) are FAILED too. Ready=True is RUNNING with reason
+ * WarmStart (bound to a Sandbox of another name: a pool member) or
+ * ColdStart (a Sandbox named after the claim) and a message naming the
+ * bound Sandbox and its pod IPs.
+ */
+int k8s_claim_observe(json_t *obj, struct k8s_observed *out);
 
 /* True when id may be a sandbox id ([a-z0-9-], 1 to 63 bytes). */
 bool k8s_id_valid(const char *id);

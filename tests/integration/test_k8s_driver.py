@@ -255,18 +255,6 @@ class K8sDriverTest(DaemonTestCase):
         self.assertEqual(len([r for r in w if r['method'] == 'POST']), 2)
         self.assertEqual(len([r for r in w if r['method'] == 'DELETE']), 2)
 
-    def test_sandbox_claim_is_unimplemented_and_writes_nothing(self):
-        _, c = self.gateway()
-        before = self.api.last_seq()
-        nm = name()
-        e = self.assertRpcCode(grpc.StatusCode.UNIMPLEMENTED, c.create,
-                               body(nm, {'agentSandbox': {'allocation': 'SandboxClaim',
-                                                          'warmPool': 'p'}}))
-        self.assertIn('kubernetes.agentSandbox.allocation: SandboxClaim is not implemented yet',
-                      e.details())
-        self.assertEqual(writes(self.api.requests(since=before), resource=None), [])
-        self.assertEqual([s.id for s in c.list_all() if s.name == nm], [])
-
     def test_failure_reason_is_mapped(self):
         self.api.config(crash_image='crashme')
         _, c = self.gateway()

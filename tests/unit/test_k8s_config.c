@@ -457,8 +457,7 @@ START_TEST(test_describe)
     /* The default namespace, and a claim's template and pool. */
     ck_assert_int_eq(
         k8s_block_load("{\"agentSandbox\": {\"allocation\": \"SandboxClaim\","
-                       " \"warmPool\": \"rce-python\", \"template\": \"t1\"},"
-                       " \"resources\": {\"requests\": {\"cpu\": \"250m\"}}}",
+                       " \"warmPool\": \"rce-python\", \"template\": \"t1\"}}",
                        &b, &err),
         0);
     ck_assert_int_eq(k8s_block_describe(&b, &s, t_alloc, t_strdup, &p), 0);
@@ -467,13 +466,25 @@ START_TEST(test_describe)
     ck_assert_str_eq(p.allocation_mode, "SandboxClaim");
     ck_assert_str_eq(p.template_name, "t1");
     ck_assert_str_eq(p.warm_pool, "rce-python");
-    ck_assert_uint_eq(p.n_fields, 4);
-    ck_assert_str_eq(p.fields[3], "resources.requests.cpu");
-    ck_assert_uint_eq(p.cpu_millis, 250);
+    ck_assert_uint_eq(p.n_fields, 3);
+    ck_assert_str_eq(p.fields[2], "agentSandbox.warmPool");
+    ck_assert_uint_eq(p.cpu_millis, 0);
     ck_assert_uint_eq(p.memory_bytes, 0);
     ck_assert_uint_eq(p.n_node_selector, 0);
     placement_clear(&p);
     k8s_block_clear(&b);
+
+    /* A claim's pod is its template's: keys that shape a pod are refused. */
+    ck_assert_int_eq(
+        k8s_block_load("{\"agentSandbox\": {\"allocation\": \"SandboxClaim\","
+                       " \"warmPool\": \"p\"},"
+                       " \"resources\": {\"requests\": {\"cpu\": \"250m\"}}}",
+                       &b, &err),
+        -1);
+    ck_assert_str_eq(err.message,
+                     "kubernetes.resources: not with allocation SandboxClaim "
+                     "(the warm pool's SandboxTemplate defines the pod)");
+    sg_error_reset(&err);
     k8s_settings_clear(&s);
 }
 END_TEST
