@@ -134,6 +134,24 @@ static void host_log(enum sg_driver_log_level level, const char *driver,
     free(big);
 }
 
+/* Where report_health goes: the ABI's function has no context pointer,
+   and a gateway opens one driver. Loop thread only, like the reports. */
+static void (*health_sink)(const char *service, bool serving);
+
+static void host_report_health(const char *driver, const char *name,
+                               bool serving)
+{
+    char service[DRIVER_NAME_MAX + 256];
+
+    if (health_sink == NULL || name == NULL || name[0] == '\0')
+        return;
+    if (driver == NULL || driver[0] == '\0')
+        driver = "unnamed";
+    snprintf(service, sizeof(service), "%.*s/%.250s", DRIVER_NAME_MAX, driver,
+             name);
+    health_sink(service, serving);
+}
+
 static void host_init(struct sg_driver_host *host, uv_loop_t *loop)
 {
     host->abi_major = SG_DRIVER_ABI_MAJOR;
@@ -144,6 +162,7 @@ static void host_init(struct sg_driver_host *host, uv_loop_t *loop)
     host->free = host_free;
     host->strdup = host_strdup;
     host->log = host_log;
+    host->report_health = host_report_health;
 }
 
 /* ------------------------------------------------------------------ */
@@ -377,6 +396,7 @@ struct sg_driver *sg_driver_open(const struct sg_driver_open_args *args,
         sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory opening driver");
         return NULL;
     }
+    health_sink = args->report_health;
     host_init(&drv->host, args->loop);
 
     if (args->plugin_path != NULL) {

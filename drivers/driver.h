@@ -56,6 +56,9 @@ struct sg_driver_open_args {
     const char *state_dir;
     /* The loop every op and callback runs on. Required. */
     uv_loop_t *loop;
+    /* Where the driver's health reports go ("<driver>/<name>", serving);
+       NULL: nowhere. */
+    void (*report_health)(const char *service, bool serving);
 };
 
 /*

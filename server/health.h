@@ -18,4 +18,12 @@ void sg_health_set_all(bool serving);
 /* Set one service; returns -1 if the name is not a known service. */
 int sg_health_set(const char *service, bool serving);
 
+/*
+ * A status a driver reports for a part of itself (drivers/driver.h
+ * report_health), e.g. "kubernetes/warm-pool/ns/pool": created by its
+ * first report, kept until exit (at most 256 names; later ones are
+ * dropped with a warning). sg_health_set_all leaves these alone.
+ */
+void sg_health_report(const char *service, bool serving);
+
 #endif /* SG_SERVER_HEALTH_H */

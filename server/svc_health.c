@@ -2,6 +2,9 @@
  * svc_health.c: grpc.health.v1.Health, Check and Watch.
  *
  * Check answers the current status, NOT_FOUND for an unknown service.
+ * Besides the fixed names below, the driver reports parts of itself
+ * ("kubernetes/warm-pool/ns/pool", sg_health_report), which exist from
+ * their first report on.
  * Watch sends the current status at once (SERVICE_UNKNOWN for an unknown
  * name, and the stream stays open, as the health protocol says), then every
  * change. Each response carries the gateway version in the initial metadata
@@ -31,15 +34,21 @@ static const char *const known[] = {
     "grpc.health.v1.Health",
 };
 
+/* Names reported at run time, after the known ones. */
+#define REPORTED_MAX 256
+
 struct watcher {
     struct sg_call *call;
-    int service;             /* index in known, or -1 */
+    int service;             /* index (see find_locked), or -1 */
+    char *name;              /* the name asked for, while unknown */
     serving_status last;     /* last status sent */
     struct watcher *next;
 };
 
 static pthread_mutex_t health_mu = PTHREAD_MUTEX_INITIALIZER;
-static bool serving[SG_N_ELEMENTS(known)];
+static bool serving[SG_N_ELEMENTS(known) + REPORTED_MAX];
+static char *reported[REPORTED_MAX];
+static size_t n_reported;
 static struct watcher *watchers;
 
 static grpc_metadata version_md[1];
@@ -51,12 +60,27 @@ static void init_version_md(void)
     version_md[0].value = grpc_slice_from_static_string(SG_VERSION);
 }
 
-static int find(const char *name)
+/* The index of name: a known one, or SG_N_ELEMENTS(known) + its place
+   among the reported ones; -1 when it is neither. */
+static int find_locked(const char *name)
 {
     for (size_t i = 0; i < SG_N_ELEMENTS(known); i++)
         if (STREQ(known[i], name))
             return (int)i;
+    for (size_t i = 0; i < n_reported; i++)
+        if (STREQ(reported[i], name))
+            return (int)(SG_N_ELEMENTS(known) + i);
     return -1;
+}
+
+static int find(const char *name)
+{
+    int idx;
+
+    pthread_mutex_lock(&health_mu);
+    idx = find_locked(name);
+    pthread_mutex_unlock(&health_mu);
+    return idx;
 }
 
 static serving_status status_of_locked(int idx)
@@ -81,7 +105,11 @@ static void send_status(struct sg_call *call, serving_status st)
 static void notify_locked(void)
 {
     for (struct watcher *w = watchers; w; w = w->next) {
-        serving_status st = status_of_locked(w->service);
+        serving_status st;
+
+        if (w->service < 0 && w->name != NULL)
+            w->service = find_locked(w->name);
+        st = status_of_locked(w->service);
         if (st != w->last) {
             w->last = st;
             send_status(w->call, st);
@@ -97,6 +125,32 @@ void sg_health_set_all(bool on)
     notify_locked();
     pthread_mutex_unlock(&health_mu);
     SG_INFO("health: %s", on ? "SERVING" : "NOT_SERVING");
+}
+
+void sg_health_report(const char *service, bool on)
+{
+    int idx;
+    char *copy = NULL;
+
+    pthread_mutex_lock(&health_mu);
+    idx = find_locked(service);
+    if (idx < 0 && n_reported < REPORTED_MAX) {
+        copy = strdup(service);
+        if (copy != NULL) {
+            reported[n_reported] = copy;
+            idx = (int)(SG_N_ELEMENTS(known) + n_reported++);
+        }
+    }
+    if (idx >= (int)SG_N_ELEMENTS(known) && serving[idx] != on) {
+        serving[idx] = on;
+        notify_locked();
+    } else if (copy != NULL) {
+        notify_locked(); /* watchers of a name that did not exist */
+    }
+    pthread_mutex_unlock(&health_mu);
+    if (idx < 0)
+        SG_WARN("health: more than %d reported services; '%s' is dropped",
+                REPORTED_MAX, service);
 }
 
 int sg_health_set(const char *service, bool on)
@@ -147,6 +201,8 @@ static void health_watch(struct sg_call *call, const ProtobufCMessage *msg)
     sg_call_ref(call);
     w->call = call;
     w->service = find(req->service);
+    if (w->service < 0)
+        w->name = strdup(req->service); /* may be reported later */
     sg_call_set_data(call, w);
 
     pthread_mutex_lock(&health_mu);
@@ -174,6 +230,7 @@ static void health_watch_cancel(struct sg_call *call)
     }
     pthread_mutex_unlock(&health_mu);
     sg_call_set_data(call, NULL);
+    free(w->name);
     free(w);
     sg_call_unref(call);
 }

@@ -476,6 +476,132 @@ static bool is_any(const char *s)
     return true;
 }
 
+/* One warm_pools[i].pod: the block schema, minus what a pool cannot
+   have. Its messages say where they come from. */
+static int load_pool_pod(struct ctx *c, json_t *v, const char *path,
+                         struct k8s_block *out)
+{
+    struct sg_error berr = SG_ERROR_INIT;
+    char *text;
+    int rc;
+
+    if (!json_is_object(v))
+        return fail(c, path, "expected an object");
+    text = json_dumps(v, JSON_COMPACT);
+    if (text == NULL)
+        return nomem(c);
+    rc = k8s_block_load(text, out, &berr);
+    free(text);
+    if (rc < 0) {
+        fail(c, path, berr.message);
+        sg_error_reset(&berr);
+        return -1;
+    }
+    if (out->namespace_name != NULL || out->warm_pool != NULL ||
+        out->template_name != NULL || STRNEQ(out->allocation, "Sandbox"))
+        return fail(c, path,
+                    "namespace and agentSandbox are the pool's, not its pod's");
+    return 0;
+}
+
+static int load_pool(struct ctx *c, json_t *item, size_t i,
+                     struct k8s_managed_pool *p)
+{
+    char path[96], sub[160];
+    const char *key;
+    json_t *v;
+
+    snprintf(path, sizeof(path), "warm_pools[%zu]", i);
+    if (!json_is_object(item))
+        return fail(c, path, "expected an object");
+    p->replicas = 1;
+    json_object_foreach(item, key, v)
+    {
+        int rc;
+
+        snprintf(sub, sizeof(sub), "%s.%s", path, key);
+        if (STREQ(key, "name")) {
+            rc = get_checked(c, v, sub, k8s_is_dns_label, "a DNS-1123 label",
+                             &p->name);
+        } else if (STREQ(key, "namespace")) {
+            rc = get_checked(c, v, sub, k8s_is_dns_label,
+                             "a namespace name (DNS-1123 label)",
+                             &p->namespace_name);
+        } else if (STREQ(key, "replicas")) {
+            rc = get_u32(c, v, sub, 0, 1000, &p->replicas);
+        } else if (STREQ(key, "image")) {
+            rc = get_string(c, v, sub, &p->image);
+            if (rc == 0 && p->image[0] == '\0')
+                rc = fail(c, sub, "must not be empty");
+        } else if (STREQ(key, "command")) {
+            rc = 0;
+            if (!json_is_array(v) || json_array_size(v) == 0 ||
+                json_array_size(v) > 256)
+                rc = fail(c, sub, "expected an array of 1 to 256 strings");
+            p->command = rc == 0 ? calloc(json_array_size(v), sizeof(char *))
+                                 : NULL;
+            if (rc == 0 && p->command == NULL)
+                rc = nomem(c);
+            for (size_t k = 0; rc == 0 && k < json_array_size(v); k++) {
+                rc = get_string(c, json_array_get(v, k), sub,
+                                &p->command[k]);
+                if (rc == 0)
+                    p->n_command++;
+            }
+        } else if (STREQ(key, "pod")) {
+            rc = load_pool_pod(c, v, sub, &p->pod);
+        } else {
+            rc = fail(c, sub, "unknown key");
+        }
+        if (rc < 0)
+            return -1;
+    }
+    if (p->name == NULL)
+        return fail(c, path, "needs a name");
+    if (p->image == NULL)
+        return fail(c, path, "needs an image");
+    if (p->pod.allocation == NULL) {
+        struct sg_error berr = SG_ERROR_INIT;
+
+        /* No pod key: the empty block's defaults. */
+        if (k8s_block_load(NULL, &p->pod, &berr) < 0) {
+            sg_error_reset(&berr);
+            return nomem(c);
+        }
+    }
+    return 0;
+}
+
+static int load_pools(struct ctx *c, json_t *v, struct k8s_settings *s)
+{
+    size_t n;
+
+    if (!json_is_array(v) || json_array_size(v) > 64)
+        return fail(c, "warm_pools", "expected an array of at most 64 pools");
+    n = json_array_size(v);
+    s->pools = calloc(n + 1, sizeof(*s->pools));
+    if (s->pools == NULL)
+        return nomem(c);
+    for (size_t i = 0; i < n; i++) {
+        s->n_pools++;
+        if (load_pool(c, json_array_get(v, i), i, &s->pools[i]) < 0)
+            return -1;
+        for (size_t k = 0; k < i; k++) {
+            const struct k8s_managed_pool *a = &s->pools[k], *b = &s->pools[i];
+
+            if (STREQ(a->name, b->name) &&
+                STREQ(a->namespace_name ? a->namespace_name : "",
+                      b->namespace_name ? b->namespace_name : "")) {
+                char path[64];
+
+                snprintf(path, sizeof(path), "warm_pools[%zu].name", i);
+                return fail(c, path, "declared twice");
+            }
+        }
+    }
+    return 0;
+}
+
 int k8s_settings_load(const char *json, struct k8s_settings *s,
                       struct sg_error *err)
 {
@@ -525,6 +651,8 @@ int k8s_settings_load(const char *json, struct k8s_settings *s,
             rc = get_bool(&c, v, key, &s->delete_unknown);
         } else if (STREQ(key, "claim_pod_labels")) {
             rc = get_bool(&c, v, key, &s->claim_pod_labels);
+        } else if (STREQ(key, "warm_pools")) {
+            rc = load_pools(&c, v, s);
         } else if (STREQ(key, "insecure_skip_tls_verify")) {
             rc = get_bool(&c, v, key, &s->insecure_skip_tls_verify);
         } else if (STREQ(key, "allow_insecure")) {
@@ -598,10 +726,24 @@ int k8s_settings_load(const char *json, struct k8s_settings *s,
     return -1;
 }
 
+static void pool_clear(struct k8s_managed_pool *p)
+{
+    free(p->name);
+    free(p->namespace_name);
+    free(p->image);
+    for (size_t i = 0; i < p->n_command; i++)
+        free(p->command[i]);
+    free(p->command);
+    k8s_block_clear(&p->pod);
+}
+
 void k8s_settings_clear(struct k8s_settings *s)
 {
     if (s == NULL)
         return;
+    for (size_t i = 0; i < s->n_pools; i++)
+        pool_clear(&s->pools[i]);
+    free(s->pools);
     free(s->kubeconfig);
     free(s->context);
     free(s->default_namespace);

@@ -20,6 +20,13 @@
  *                                     (additionalPodMetadata.labels); only
  *                                     where the claim controller allows
  *                                     the sandgate.io label domain
+ *   warm_pools                array of {name, namespace, replicas,
+ *                                     image, command, pod}: warm pools the
+ *                                     gateway creates and keeps (a
+ *                                     SandboxTemplate and a SandboxWarmPool
+ *                                     of that name); pod is the block
+ *                                     schema without namespace and
+ *                                     agentSandbox
  *   insecure_skip_tls_verify  bool    refused unless allow_insecure: true
  *   allow_insecure            bool
  *   default_image             string  used when a sandbox has no image
@@ -87,6 +94,9 @@ struct k8s_pod_security {
     int64_t run_as_group;
 };
 
+struct k8s_block;
+struct k8s_managed_pool;
+
 struct k8s_settings {
     bool in_cluster;
     char *kubeconfig;
@@ -108,6 +118,8 @@ struct k8s_settings {
     uint32_t retry_base_ms;
     uint32_t retry_max_ms;
     uint32_t list_page_size;
+    struct k8s_managed_pool *pools;
+    size_t n_pools;
 };
 
 struct k8s_kv {
@@ -156,6 +168,17 @@ struct k8s_block {
     char *warm_pool;
     char **fields; /* dotted paths set, sorted */
     size_t n_fields;
+};
+
+/* A warm pool declared in the settings. */
+struct k8s_managed_pool {
+    char *name;           /* of the SandboxTemplate and the SandboxWarmPool */
+    char *namespace_name; /* NULL: the default namespace */
+    uint32_t replicas;
+    char *image;
+    char **command;
+    size_t n_command;
+    struct k8s_block pod; /* the pod's keys; no namespace, no agentSandbox */
 };
 
 /* Decode settings JSON (NULL = "{}") into *out (zeroed first). Returns 0

@@ -32,6 +32,7 @@
 #include "k8s_events.h"
 #include "k8s_informer.h"
 #include "k8s_objects.h"
+#include "k8s_pools.h"
 #include "strmap.h"
 
 #include <errno.h>
@@ -109,6 +110,7 @@ struct kd_driver {
     char *state_dir;
     struct k8s_client *client;
     struct k8s_events *events; /* pod Events (k8s_events.h) */
+    struct k8s_pools *pools;   /* warm pools we keep (k8s_pools.h) */
     struct sg_strmap *objs;
     struct sg_strmap *unknown_deleted; /* names deleted by delete_unknown */
     struct kd_ns *nss;
@@ -1126,6 +1128,20 @@ static void pod_events_changed(void *opaque, const char *id)
         notify(drv, &obj->o, id);
 }
 
+/* A warm pool we keep: serving while it has a ready member. */
+static void pool_ready(void *opaque, const char *ns, const char *name,
+                       uint32_t ready, uint32_t replicas)
+{
+    struct kd_driver *drv = opaque;
+    char what[320];
+
+    (void)replicas;
+    if (drv->host->abi_minor < 2 || drv->host->report_health == NULL)
+        return;
+    snprintf(what, sizeof(what), "warm-pool/%s/%s", ns, name);
+    drv->host->report_health(DRIVER_NAME, what, ready > 0);
+}
+
 /* ---- ops ---- */
 
 static int kd_open(void *priv, const struct sg_driver_host *host,
@@ -1178,6 +1194,13 @@ static int kd_open(void *priv, const struct sg_driver_host *host,
         ns_load(drv);
         ns_add(drv, drv->settings.default_namespace, true);
     }
+    drv->pools = k8s_pools_new(drv->loop, host, drv->client, &drv->settings,
+                               drv->settings.default_namespace, pool_ready,
+                               drv);
+    if (drv->pools == NULL) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto error;
+    }
     LOG(drv, SG_DRIVER_LOG_INFO,
         "gateway id '%s', default namespace '%s', %s watch",
         drv->settings.gateway_id, drv->settings.default_namespace,
@@ -1188,6 +1211,8 @@ static int kd_open(void *priv, const struct sg_driver_host *host,
     *errmsg = host->strdup(err.message);
     sg_error_reset(&err);
     free(ns);
+    k8s_pools_close(drv->pools);
+    drv->pools = NULL;
     k8s_events_close(drv->events);
     drv->events = NULL;
     k8s_client_close(drv->client);
@@ -1228,6 +1253,8 @@ static void kd_close(void *priv)
         }
         free(ns);
     }
+    k8s_pools_close(drv->pools);
+    drv->pools = NULL;
     k8s_events_close(drv->events);
     drv->events = NULL;
     k8s_client_close(drv->client);

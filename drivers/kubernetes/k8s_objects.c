@@ -467,6 +467,100 @@ json_t *k8s_claim_build(const struct k8s_settings *s,
     return NULL;
 }
 
+/* ---- warm pools the gateway keeps ---- */
+
+/* metadata of a kept object, with the hash of spec. */
+static json_t *kept_metadata(const struct k8s_settings *s, const char *name,
+                             const char *ns, json_t *spec, bool *ok)
+{
+    char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+    char hash[16];
+    json_t *md;
+
+    if (text == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    snprintf(hash, sizeof(hash), "%08x", k8s_fnv1a(text));
+    free(text);
+    md = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s}}", "name", name, "namespace",
+                   ns, "labels", K8S_LABEL_GATEWAY_ID, s->gateway_id,
+                   K8S_LABEL_MANAGED_BY, K8S_MANAGED_BY, "annotations",
+                   K8S_ANN_SPEC_HASH, hash);
+    if (md == NULL)
+        *ok = false;
+    return md;
+}
+
+json_t *k8s_template_build(const struct k8s_settings *s,
+                           const struct k8s_managed_pool *p, const char *ns)
+{
+    struct sg_driver_sandbox sb = {
+        .image = p->image,
+        .command = (const char *const *)p->command,
+        .n_command = p->n_command,
+    };
+    bool ok = true;
+    json_t *obj = json_object();
+    json_t *spec = json_object();
+    json_t *tmpl = json_object();
+    json_t *none = json_object();
+
+    if (obj == NULL || spec == NULL || tmpl == NULL || none == NULL) {
+        json_decref(obj);
+        json_decref(spec);
+        json_decref(tmpl);
+        json_decref(none);
+        return NULL;
+    }
+    put(tmpl, "metadata",
+        json_pack("{s:o,s:o}", "labels",
+                  merged(none, p->pod.pod_labels, p->pod.n_pod_labels, &ok),
+                  "annotations",
+                  merged(none, p->pod.pod_annotations,
+                         p->pod.n_pod_annotations, &ok)),
+        &ok);
+    json_decref(none);
+    put(tmpl, "spec", pod_spec(s, &p->pod, &sb, p->image, &ok), &ok);
+    put(spec, "podTemplate", tmpl, &ok);
+    put(obj, "apiVersion", json_string("extensions.agents.x-k8s.io/v1beta1"),
+        &ok);
+    put(obj, "kind", json_string("SandboxTemplate"), &ok);
+    put(obj, "metadata", kept_metadata(s, p->name, ns, spec, &ok), &ok);
+    put(obj, "spec", spec, &ok);
+    if (!ok) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+json_t *k8s_pool_build(const struct k8s_settings *s,
+                       const struct k8s_managed_pool *p, const char *ns)
+{
+    bool ok = true;
+    json_t *obj = json_object();
+    json_t *spec = json_pack("{s:I,s:{s:s}}", "replicas",
+                             (json_int_t)p->replicas, "sandboxTemplateRef",
+                             "name", p->name);
+
+    if (obj == NULL || spec == NULL) {
+        json_decref(obj);
+        json_decref(spec);
+        return NULL;
+    }
+    put(obj, "apiVersion", json_string("extensions.agents.x-k8s.io/v1beta1"),
+        &ok);
+    put(obj, "kind", json_string("SandboxWarmPool"), &ok);
+    put(obj, "metadata", kept_metadata(s, p->name, ns, spec, &ok), &ok);
+    put(obj, "spec", spec, &ok);
+    if (!ok) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
 /* ---- observing ---- */
 
 static void copy_str(json_t *v, char *out, size_t size)

@@ -69,6 +69,19 @@ json_t *k8s_claim_build(const struct k8s_settings *s,
                         const struct sg_driver_sandbox *sb, time_t now,
                         struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
+/*
+ * The SandboxTemplate and the SandboxWarmPool of a warm pool the settings
+ * declare, as new JSON objects the caller owns, in namespace ns: labelled
+ * with our gateway id and managed-by, and annotated with
+ * K8S_ANN_SPEC_HASH, the hash of the spec they carry (how the driver tells
+ * its own current object from one to rewrite). NULL when out of memory.
+ */
+json_t *k8s_template_build(const struct k8s_settings *s,
+                           const struct k8s_managed_pool *p, const char *ns);
+json_t *k8s_pool_build(const struct k8s_settings *s,
+                       const struct k8s_managed_pool *p, const char *ns);
+#define K8S_ANN_SPEC_HASH "sandgate.io/spec-hash"
+
 /* What the driver keeps of one Sandbox or SandboxClaim it observed. */
 struct k8s_observed {
     enum k8s_kind kind;

@@ -57,7 +57,7 @@ extern "C" {
 #endif
 
 #define SG_DRIVER_ABI_MAJOR 1
-#define SG_DRIVER_ABI_MINOR 1
+#define SG_DRIVER_ABI_MINOR 2
 
 /* config_validate: valid, but not supported by this driver (ABI 1.1). */
 #define SG_DRIVER_VALIDATE_UNSUPPORTED (-2)
@@ -100,6 +100,15 @@ struct sg_driver_host {
     /* Log a line under category "driver.<name>". Never pass secrets. */
     void (*log)(enum sg_driver_log_level level, const char *driver,
                 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+    /* --- ABI 1.2; call only when abi_minor >= 2 --- */
+    /*
+     * Whether a part of the driver (name, e.g. "warm-pool/ns/pool") is
+     * serving, for the gateway's health service, which answers it as the
+     * service "<driver>/<name>" (grpc.health.v1 Check and Watch). The
+     * first report of a name creates it. Loop thread.
+     */
+    void (*report_health)(const char *driver, const char *name, bool serving);
 };
 
 /*

@@ -13,11 +13,12 @@ import json
 import os
 import time
 import unittest
+import urllib.request
 import uuid
 
 import grpc
 
-from sgtest import env, rpcs
+from sgtest import env, protos, rpcs
 from sgtest import jwt as sgjwt
 from sgtest.authfix import bind_subjects, keydir, policy, role
 from sgtest.daemon import DaemonTestCase
@@ -73,6 +74,20 @@ class ClaimStandIn(StandIn):
 
     def objects(self, plural):
         return self.admin('GET', '/objects?resource=%s&namespace=%s' % (plural, NS))['objects']
+
+    def api_request(self, method, plural, nm, body=None, ctype='application/json'):
+        req = urllib.request.Request(
+            self.info['url'] + EXT % (NS, plural) + '/' + nm, method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={'Content-Type': ctype, 'Authorization': 'Bearer ' + self.info['token']})
+        with urllib.request.urlopen(req, timeout=10, context=self.ctx) as r:
+            return json.loads(r.read())
+
+    def request_patch(self, plural, nm, patch):
+        return self.api_request('PATCH', plural, nm, patch, 'application/merge-patch+json')
+
+    def request_delete(self, plural, nm):
+        return self.api_request('DELETE', plural, nm)
 
     def wait_pool_ready(self, nm, n):
         deadline = time.monotonic() + env.scaled(20)
@@ -352,6 +367,91 @@ class K8sClaimAuthzTest(DaemonTestCase):
                            "driver_config: template '' is not allowed")
         self.assert_denied('wp-only', claim_body(name(), template='tmpl'),
                            "driver_config: template 'tmpl' is not allowed")
+
+
+@unittest.skipUnless(HAVE_STANDIN, 'the Kubernetes API stand-in (tests/k8s/standin.py) is not there')
+class K8sKeptPoolTest(DaemonTestCase):
+    """Warm pools declared in the driver's settings: the gateway makes their
+    SandboxTemplate and SandboxWarmPool, keeps them as declared, and says
+    through the health service whether each has a ready member."""
+
+    POOL = {'name': 'gw-pool', 'replicas': 2, 'image': 'busybox:1.37',
+            'command': ['sleep', '3600'],
+            'pod': {'resources': {'limits': {'cpu': '1'}},
+                    'podLabels': {'sandbox.users.io/kind': 'kept'}}}
+    HEALTH = 'kubernetes/warm-pool/%s/gw-pool' % NS
+
+    def setUp(self):
+        self.api = ClaimStandIn(ready_delay_ms=200)
+        self.addCleanup(self.api.stop)
+        self.api.namespace(NS)
+
+    def wait_for(self, what, fn, timeout=20):
+        deadline = time.monotonic() + env.scaled(timeout)
+        while time.monotonic() < deadline:
+            v = fn()
+            if v:
+                return v
+            time.sleep(0.05)
+        self.fail('timed out: ' + what)
+
+    def test_the_gateway_makes_and_keeps_its_pools(self):
+        # Left by an earlier configuration: ours (the label), not declared.
+        self.api.seed(dict(pool('old-pool', 'gw-pool', 1), metadata={
+            'name': 'old-pool', 'namespace': NS,
+            'labels': {'sandgate.io/gateway-id': 'gw-it'}}))
+        d = self.start_daemon(config=driver_config(self.api.kubeconfig,
+                                                   warm_pools=[self.POOL]))
+        ch = self.admin_channel(d)
+        tmpl = self.wait_for('template', lambda: self.api.get('sandboxtemplates', 'gw-pool'))
+        self.assertEqual(tmpl['metadata']['labels']['sandgate.io/gateway-id'], 'gw-it')
+        pod = tmpl['spec']['podTemplate']
+        self.assertEqual(pod['spec']['containers'][0]['image'], 'busybox:1.37')
+        self.assertEqual(pod['spec']['containers'][0]['resources'], {'limits': {'cpu': '1'}})
+        self.assertEqual(pod['metadata']['labels'], {'sandbox.users.io/kind': 'kept'})
+        self.assertFalse(pod['spec']['automountServiceAccountToken'])
+        self.wait_for('pool ready', lambda: (self.api.get('sandboxwarmpools', 'gw-pool') or {})
+                      .get('status', {}).get('readyReplicas') == 2)
+        self.wait_for('old pool deleted',
+                      lambda: self.api.get('sandboxwarmpools', 'old-pool') is None)
+        p = protos.get()
+        self.wait_for('health SERVING', lambda: p.health_check(ch, self.HEALTH) == 'SERVING')
+        # Scaled by hand: put back.
+        self.api.request_patch('sandboxwarmpools', 'gw-pool', {'spec': {'replicas': 5}})
+        self.wait_for('replicas put back', lambda: (self.api.get('sandboxwarmpools', 'gw-pool')
+                                                    or {}).get('spec', {}).get('replicas') == 2)
+        # Deleted by hand: made again.
+        self.api.request_delete('sandboxwarmpools', 'gw-pool')
+        self.wait_for('pool made again', lambda: (self.api.get('sandboxwarmpools', 'gw-pool')
+                                                  or {}).get('status', {})
+                      .get('readyReplicas') == 2)
+        # A claim from it starts warm.
+        c = Client(ch)
+        sb = c.create(claim_body(name(), pool='gw-pool'))
+        got = c.wait_phase(sb.id, ('READY', 'FAILED'))
+        self.assertEqual(phase_name(got), 'READY', got.status.message)
+        self.assertEqual(ready_reason(got), 'WarmStart')
+        # An unknown service name stays unknown.
+        with self.assertRaises(grpc.RpcError) as e:
+            p.health_check(ch, 'kubernetes/warm-pool/%s/nope' % NS)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_a_pool_without_ready_members_is_not_serving(self):
+        self.api.config(unschedulable=True)
+        d = self.start_daemon(config=driver_config(self.api.kubeconfig,
+                                                   warm_pools=[self.POOL]))
+        ch = self.admin_channel(d)
+        self.wait_for('pool', lambda: self.api.get('sandboxwarmpools', 'gw-pool'))
+        p = protos.get()
+        self.wait_for('reported', lambda: self.health(p, ch) == 'NOT_SERVING')
+        self.api.config(unschedulable=False)
+        self.wait_for('health SERVING', lambda: self.health(p, ch) == 'SERVING', timeout=30)
+
+    def health(self, p, ch):
+        try:
+            return p.health_check(ch, self.HEALTH)
+        except grpc.RpcError:
+            return None
 
 
 if __name__ == '__main__':

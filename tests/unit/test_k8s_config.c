@@ -162,6 +162,31 @@ static const struct {
      "or Foreground"},
     {"{\"in_cluster\": true, \"retry_base_ms\": 5000, \"retry_max_ms\": 10}",
      "kubernetes settings: retry_base_ms: must not exceed retry_max_ms"},
+    {"{\"in_cluster\": true, \"warm_pools\": {}}",
+     "kubernetes settings: warm_pools: expected an array of at most 64 pools"},
+    {"{\"in_cluster\": true, \"warm_pools\": [{\"image\": \"i\"}]}",
+     "kubernetes settings: warm_pools[0]: needs a name"},
+    {"{\"in_cluster\": true, \"warm_pools\": [{\"name\": \"p\"}]}",
+     "kubernetes settings: warm_pools[0]: needs an image"},
+    {"{\"in_cluster\": true, \"warm_pools\": [{\"name\": \"p\", "
+     "\"image\": \"i\", \"replicas\": 5000}]}",
+     "kubernetes settings: warm_pools[0].replicas: must be between 0 and "
+     "1000"},
+    {"{\"in_cluster\": true, \"warm_pools\": [{\"name\": \"p\", "
+     "\"image\": \"i\", \"size\": 1}]}",
+     "kubernetes settings: warm_pools[0].size: unknown key"},
+    {"{\"in_cluster\": true, \"warm_pools\": [{\"name\": \"p\", "
+     "\"image\": \"i\", \"pod\": {\"namespace\": \"x\"}}]}",
+     "kubernetes settings: warm_pools[0].pod: namespace and agentSandbox "
+     "are the pool's, not its pod's"},
+    {"{\"in_cluster\": true, \"warm_pools\": [{\"name\": \"p\", "
+     "\"image\": \"i\", \"pod\": {\"resources\": {\"limits\": "
+     "{\"cpu\": \"2x\"}}}}]}",
+     "kubernetes settings: warm_pools[0].pod: kubernetes.resources.limits."
+     "cpu: invalid quantity '2x'"},
+    {"{\"in_cluster\": true, \"warm_pools\": [{\"name\": \"p\", "
+     "\"image\": \"i\"}, {\"name\": \"p\", \"image\": \"j\"}]}",
+     "kubernetes settings: warm_pools[1].name: declared twice"},
     {"[1]", "kubernetes settings: expected an object"},
     {"{\"in_cluster\": tru}", "kubernetes settings: invalid JSON at line 1 "
                               "column 18"},
