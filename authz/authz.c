@@ -646,6 +646,16 @@ struct sg_audit *sg_authz_audit(struct sg_authz *a)
     return a->audit;
 }
 
+struct sg_policy *sg_authz_current_policy(struct sg_authz *a)
+{
+    struct sg_policy *p;
+
+    pthread_rwlock_rdlock(&a->lock);
+    p = sg_policy_ref(a->state->policy);
+    pthread_rwlock_unlock(&a->lock);
+    return p;
+}
+
 void sg_authz_policy_digest(struct sg_authz *a, char *out, size_t len)
 {
     pthread_rwlock_rdlock(&a->lock);

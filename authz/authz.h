@@ -22,7 +22,8 @@
  * with the first policy that has the section; later changes to the
  * section take effect at restart.
  *
- * THREAD SAFETY: sg_authz_authenticate(_async) from any thread; new,
+ * THREAD SAFETY: sg_authz_authenticate(_async) and
+ * sg_authz_current_policy from any thread; new,
  * reload, stop and free from the loop thread only (new and reload wait up
  * to 5 s for the first fetch of remote JWKS, only when the policy has such
  * issuers).
@@ -110,6 +111,13 @@ const char *sg_authz_gateway_namespace(const struct sg_authz *a);
 
 /* The audit log (never NULL; it may write nothing). Borrowed. */
 struct sg_audit *sg_authz_audit(struct sg_authz *a);
+
+/*
+ * The policy in force now (a new reference; sg_policy_unref it). For what
+ * outlives one call's judgement, such as an event stream, which must
+ * follow a reload rather than keep the policy it started with.
+ */
+struct sg_policy *sg_authz_current_policy(struct sg_authz *a);
 
 /* The digest of the policy in force, for logs. Written to out. */
 void sg_authz_policy_digest(struct sg_authz *a, char *out, size_t len);

@@ -267,6 +267,34 @@ bool sg_authz_may_see(struct sg_call *call, const struct sg_authz_rule *rule,
                                    obj);
 }
 
+enum sg_reach sg_authz_reach_under(const struct sg_policy *p,
+                                   const struct sg_identity *id,
+                                   const struct sg_authz_rule *rule)
+{
+    if (!p || !id)
+        return SG_REACH_NONE;
+    return sg_policy_reach(p, id, rule->permission);
+}
+
+bool sg_authz_may_see_under(const struct sg_policy *p,
+                            const struct sg_identity *id,
+                            const struct sg_authz_rule *rule,
+                            const struct sg_authz_object *obj)
+{
+    return p && id && sg_policy_allows_object(p, id, rule->permission, obj);
+}
+
+struct sg_policy *sg_authz_policy_now(struct sg_call *call)
+{
+    struct sg_authz *a = call_authz(call);
+
+    if (a)
+        return sg_authz_current_policy(a);
+    return sg_call_policy(call)
+               ? sg_policy_ref((struct sg_policy *)sg_call_policy(call))
+               : NULL;
+}
+
 const char *sg_authz_subject(const struct sg_call *call)
 {
     const struct sg_identity *id = sg_call_identity(call);

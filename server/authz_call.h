@@ -14,6 +14,8 @@
  *   object targets   sg_authz_check_object once the row is read
  *   creates          sg_authz_check_create after the driver's placement
  *   lists            sg_authz_reach once, sg_authz_may_see per item
+ *   streams          sg_authz_reach once, then sg_authz_may_see_under per
+ *                    item with the policy in force at that moment
  * Denials by the hook and by sg_authz_check_object are audited there;
  * mutations audit their outcome (creates: every outcome) with
  * sg_authz_audit_outcome before they answer.
@@ -64,6 +66,27 @@ enum sg_reach sg_authz_reach(struct sg_call *call,
 /* Whether a listed item may be returned (rule->filter_results). */
 bool sg_authz_may_see(struct sg_call *call, const struct sg_authz_rule *rule,
                       const struct sg_authz_object *obj);
+
+/*
+ * The same two checks against a given policy and identity instead of the
+ * call's, for a stream that re-checks each item under the policy in force
+ * when the item is sent (WatchEvents: a reload applies to open streams).
+ * p or id NULL: NONE / false.
+ */
+enum sg_reach sg_authz_reach_under(const struct sg_policy *p,
+                                   const struct sg_identity *id,
+                                   const struct sg_authz_rule *rule);
+bool sg_authz_may_see_under(const struct sg_policy *p,
+                            const struct sg_identity *id,
+                            const struct sg_authz_rule *rule,
+                            const struct sg_authz_object *obj);
+
+/*
+ * The policy in force now for the call's server (a new reference), or,
+ * on a server without the guard (tests), the call's own; NULL when
+ * neither exists.
+ */
+struct sg_policy *sg_authz_policy_now(struct sg_call *call);
 
 /* The subject to stamp as owner. Never NULL for a rule's method. */
 const char *sg_authz_subject(const struct sg_call *call);

@@ -43,6 +43,7 @@ static void on_close(struct sg_tag *tag, bool ok);
 static void on_recv(struct sg_tag *tag, bool ok);
 static void on_send(struct sg_tag *tag, bool ok);
 static void on_status(struct sg_tag *tag, bool ok);
+static void on_md(struct sg_tag *tag, bool ok);
 
 struct sg_call *sg_call_new(struct sg_server *srv, grpc_completion_queue *cq,
                             const struct sg_registered_method *rm)
@@ -63,6 +64,7 @@ struct sg_call *sg_call_new(struct sg_server *srv, grpc_completion_queue *cq,
     call->tag_recv.fn = on_recv;
     call->tag_send.fn = on_send;
     call->tag_status.fn = on_status;
+    call->tag_md.fn = on_md;
     call->status_slice = grpc_empty_slice();
     pthread_mutex_init(&call->mu, NULL);
     return call;
@@ -137,6 +139,8 @@ static void call_free(struct sg_call *call)
         grpc_call_unref(call->call);
     }
     drop_queue_locked(call);
+    if (call->data_free)
+        call->data_free(call->data);
     if (call->send_bb)
         grpc_byte_buffer_destroy(call->send_bb);
     if (call->payload)
@@ -348,6 +352,64 @@ int sg_call_send(struct sg_call *call, const ProtobufCMessage *msg)
     return send_bb(call, pack(msg));
 }
 
+int sg_call_send_shared(struct sg_call *call, const void *data, size_t len,
+                        void (*release)(void *arg), void *arg)
+{
+    /* The slice borrows data; the core calls release when its last
+       reference (ours, the byte buffer's, the transport's) goes. */
+    grpc_slice s = grpc_slice_new_with_user_data((void *)data, len, release,
+                                                 arg);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+
+    grpc_slice_unref(s);
+    return send_bb(call, bb);
+}
+
+void sg_call_set_on_cancel(struct sg_call *call,
+                           void (*cancelled)(struct sg_call *call))
+{
+    call->on_cancel = cancelled;
+}
+
+void sg_call_set_on_sent(struct sg_call *call,
+                         void (*sent)(struct sg_call *call, bool ok))
+{
+    call->on_sent = sent;
+}
+
+void sg_call_send_initial_metadata(struct sg_call *call)
+{
+    grpc_op op;
+
+    pthread_mutex_lock(&call->mu);
+    if (!call->finish_requested && !call->cancelled &&
+        add_initial_md_op_locked(call, &op))
+        start_batch_locked(call, &op, 1, &call->tag_md);
+    pthread_mutex_unlock(&call->mu);
+}
+
+void sg_call_abort(struct sg_call *call, grpc_status_code code,
+                   const char *message)
+{
+    bool go;
+
+    pthread_mutex_lock(&call->mu);
+    go = !call->finish_requested && !call->cancelled;
+    if (go) {
+        /* Nothing else may be sent, and the close that follows is our
+           doing, not the client's: the access log shows code. */
+        call->finish_requested = true;
+        call->status_started = true;
+        call->status_code = code;
+        drop_queue_locked(call);
+    }
+    pthread_mutex_unlock(&call->mu);
+    /* The core sends the status in trailers at once, ahead of any message
+       still waiting for flow control, and resets the stream. */
+    if (go)
+        grpc_call_cancel_with_status(call->call, code, message, NULL);
+}
+
 /* Record the status to send. Returns false if the call already finished. */
 static bool set_status_locked(struct sg_call *call, grpc_status_code code,
                               const char *message, grpc_slice *details)
@@ -460,6 +522,13 @@ void sg_call_set_data(struct sg_call *call, void *data)
     call->data = data;
 }
 
+void sg_call_set_data_owned(struct sg_call *call, void *data,
+                            void (*free_fn)(void *data))
+{
+    call->data = data;
+    call->data_free = free_fn;
+}
+
 void *sg_call_get_data(const struct sg_call *call)
 {
     return call->data;
@@ -568,12 +637,14 @@ static void notify_cancel(struct sg_call *call)
         call->cancel_notified = true;
         /* No handler ran yet, so there is none to tell; resume sees
            the cancellation and never starts one. */
-        notify = call->rm && call->rm->method->on_cancel &&
-                 !call->auth_pending;
+        notify = call->rm && !call->auth_pending &&
+                 (call->rm->method->on_cancel || call->on_cancel);
     }
     pthread_mutex_unlock(&call->mu);
-    if (notify)
+    if (notify && call->rm->method->on_cancel)
         call->rm->method->on_cancel(call);
+    if (notify && call->on_cancel)
+        call->on_cancel(call);
 }
 
 void sg_call_end_for_shutdown(struct sg_call *call)
@@ -818,12 +889,22 @@ static void on_send(struct sg_tag *tag, bool ok)
     }
     pump_locked(call);
     pthread_mutex_unlock(&call->mu);
+    /* Unlocked, so that the handler may send its next message. */
+    if (call->on_sent)
+        call->on_sent(call, ok);
     sg_call_unref(call);
 }
 
 static void on_status(struct sg_tag *tag, bool ok)
 {
     struct sg_call *call = SG_CONTAINER_OF(tag, struct sg_call, tag_status);
+
+    sg_call_unref(call);
+}
+
+static void on_md(struct sg_tag *tag, bool ok)
+{
+    struct sg_call *call = SG_CONTAINER_OF(tag, struct sg_call, tag_md);
 
     sg_call_unref(call);
 }

@@ -16,6 +16,11 @@
  * Sends are queued and written in order, one at a time; sg_call_finish
  * sends the status after every queued message has been written. Exactly
  * one finish per call; later sends and finishes are ignored (return -1).
+ * A stream that must bound what it buffers (a slow consumer) keeps its own
+ * queue instead: it feeds the call one message at a time, each written
+ * message reported to its sg_call_set_on_sent callback, and ends with
+ * sg_call_abort when it gives up, which does not wait for messages the
+ * consumer never read.
  *
  * Cancellation: when the client cancels, the deadline passes, the connection
  * drops or the server shuts down, on_cancel runs once (on any thread).
@@ -84,6 +89,51 @@ void sg_call_unref(struct sg_call *call);
 /* Queue one message. Returns 0, or -1 if the call is finished/cancelled. */
 int sg_call_send(struct sg_call *call, const ProtobufCMessage *msg);
 
+/*
+ * Queue len bytes at data, an already serialized message, without copying
+ * them (one packed message shared by many streams). The transport keeps
+ * data until the message has been written and then calls release(arg)
+ * once, on any thread; also when the call is already finished (then -1
+ * is returned and release may run before return).
+ */
+int sg_call_send_shared(struct sg_call *call, const void *data, size_t len,
+                        void (*release)(void *arg), void *arg);
+
+/*
+ * sent(call, ok) runs once for every message whose write completed (ok
+ * false: the stream broke first), on a completion-queue thread, with no
+ * lock of the call held, so it may send the next message. Set it in
+ * on_start, before the first send.
+ */
+void sg_call_set_on_sent(struct sg_call *call,
+                         void (*sent)(struct sg_call *call, bool ok));
+
+/*
+ * A cancellation callback of this call, beside the method's on_cancel and
+ * with the same guarantees (once, never while on_start runs). Set it in
+ * on_start, for handlers whose need for it depends on the request.
+ */
+void sg_call_set_on_cancel(struct sg_call *call,
+                           void (*cancelled)(struct sg_call *call));
+
+/*
+ * Send the initial metadata now rather than with the first message: a
+ * stream that may stay silent for long tells its client it is set up.
+ * Does nothing once it went out or the call is finished.
+ */
+void sg_call_send_initial_metadata(struct sg_call *call);
+
+/*
+ * End the call now with code and message (not NULL): messages still queued
+ * or being written are dropped, and the status reaches the client in the
+ * trailers ahead of them, even when flow control holds them back (a
+ * consumer that stopped reading). What the client had already received
+ * stays delivered. Like a finish: later sends and finishes are ignored,
+ * and on_cancel does not run because of it.
+ */
+void sg_call_abort(struct sg_call *call, grpc_status_code code,
+                   const char *message);
+
 /* Send msg and status OK (unary). */
 void sg_call_reply(struct sg_call *call, const ProtobufCMessage *msg);
 /*
@@ -108,6 +158,14 @@ bool sg_call_is_cancelled(const struct sg_call *call);
 
 /* Handler-private pointer (not freed by the transport). */
 void sg_call_set_data(struct sg_call *call, void *data);
+/*
+ * The same, freed with free_fn(data) when the call context is freed (after
+ * every callback of the call has returned and the last reference is gone):
+ * state that callbacks on other threads may still reach while the call
+ * lives.
+ */
+void sg_call_set_data_owned(struct sg_call *call, void *data,
+                            void (*free_fn)(void *data));
 void *sg_call_get_data(const struct sg_call *call);
 
 /* The server's application context (sg_server_set_app_data). */

@@ -9,7 +9,7 @@
  * THREAD SAFETY: set up before the server starts, then only read; the
  * members are themselves safe to use from request threads as their
  * headers say (store: any thread; driver: validate/describe only;
- * reconciler: kick only).
+ * reconciler: kick only; events: add and the subscriber calls).
  */
 #ifndef SG_GATEWAY_H
 #define SG_GATEWAY_H
@@ -17,6 +17,7 @@
 #include "internal.h"
 #include "authz.h"
 #include "driver.h"
+#include "event_hub.h"
 #include "reconciler.h"
 #include "store.h"
 #include "validate.h"
@@ -29,6 +30,9 @@ struct sg_gateway {
     /* Authentication, policy and audit; NULL in tests that serve without
        them (every caller is then the subject ""). */
     struct sg_authz *authz;
+    /* Fan-out of committed events to WatchEvents streams; NULL in tests
+       that serve without it (EventService then answers UNIMPLEMENTED). */
+    struct sg_event_hub *events;
 };
 
 #endif /* SG_GATEWAY_H */

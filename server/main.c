@@ -183,6 +183,10 @@ static void stop_gateway(struct sg_gateway *gw)
     sg_reconciler_stop(gw->reconciler);
     if (gw->driver)
         sg_driver_close(gw->driver);
+    /* Every stream has ended by now; the hub's thread reads the store, so
+       it stops first. Its observer takes (and drops) what the close still
+       commits. */
+    sg_event_hub_stop(gw->events);
     sg_store_close(gw->store);
     gw->store = NULL;
 }
@@ -195,6 +199,14 @@ static void free_gateway(struct sg_gateway *gw)
     gw->reconciler = NULL;
     sg_driver_free(gw->driver);
     gw->driver = NULL;
+    sg_event_hub_free(gw->events);
+    gw->events = NULL;
+}
+
+/* The event hub judges open streams by the policy in force. */
+static struct sg_policy *current_policy(void *opaque)
+{
+    return sg_authz_current_policy(opaque);
 }
 
 /* Authentication, policy and audit log, first: a bad policy stops the
@@ -234,6 +246,14 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
         .durability = cfg->store_durability,
         .busy_timeout_ms = cfg->store_busy_timeout_ms,
         .max_batch = cfg->store_max_batch,
+        .event_retention_count = cfg->events_retention_max_count,
+        .event_retention_age_ms =
+            (int64_t)cfg->events_retention_max_age_s * 1000,
+    };
+    struct sg_event_hub_config hc = {
+        .queue_limit = cfg->events_watch_queue_limit,
+        .max_streams = cfg->events_watch_max_streams,
+        .current_policy = current_policy,
     };
     struct sg_driver_open_args da = {
         .name = cfg->driver_plugin ? NULL : cfg->driver_name,
@@ -241,6 +261,7 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
         .settings_json = cfg->driver_settings,
         .state_dir = state_dir,
         .loop = &d->loop,
+        .report_health = sg_health_report,
     };
     struct sg_reconciler_config rc = {0};
 
@@ -253,6 +274,12 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
         return -1;
     gw->store = sg_store_open(&sc, err);
     if (!gw->store)
+        return -1;
+    /* Before anything writes: the hub observes every commit from here. */
+    hc.store = gw->store;
+    hc.policy_opaque = gw->authz;
+    gw->events = sg_event_hub_new(&hc, err);
+    if (!gw->events)
         return -1;
     gw->driver = sg_driver_open(&da, err);
     if (!gw->driver)

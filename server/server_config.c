@@ -158,6 +158,15 @@ static const struct cfg_key config_keys[] = {
                  0, MS_PER_HOUR),
     CFG_UINT_KEY("store.sqlite.max_batch", store_max_batch, 256, 1, 65536),
 
+    CFG_SIZE_KEY("events.retention.max_count", events_retention_max_count,
+                 1000000, 0, 1000000000000ULL),
+    CFG_UINT_KEY("events.retention.max_age_seconds",
+                 events_retention_max_age_s, 604800, 0, 315360000),
+    CFG_SIZE_KEY("events.watch.queue_limit", events_watch_queue_limit, 4096,
+                 16, 1048576),
+    CFG_SIZE_KEY("events.watch.max_streams", events_watch_max_streams, 0, 0,
+                 10000000),
+
     CFG_STRING_KEY(struct sg_config, "driver.name", CFG_STRING, driver_name,
                    "process", false),
     CFG_STRING_KEY(struct sg_config, "driver.plugin", CFG_STRING,

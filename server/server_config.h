@@ -70,6 +70,12 @@ struct sg_config {
     unsigned store_busy_timeout_ms;    /* default 5000 */
     unsigned store_max_batch;          /* writes per group commit; 256 */
 
+    /* events: (docs/EVENTS.md) */
+    size_t events_retention_max_count;   /* events kept; 0 = no limit; 1000000 */
+    unsigned events_retention_max_age_s; /* 0 = no limit; 604800 (7 days) */
+    size_t events_watch_queue_limit;     /* per WatchEvents stream; 4096 */
+    size_t events_watch_max_streams;     /* open at once; 0 = no limit */
+
     /* driver: */
     char *driver_name;                 /* built-in driver; default "process" */
     char *driver_plugin;               /* absolute path of a driver .so */

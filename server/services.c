@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include "services.h"
+#include "svc_events.h"
 #include "svc_sandbox.h"
 
 #include "sandgate_v1_sandbox.pb-c.h"
@@ -55,10 +56,10 @@ static const struct sg_method credential_methods[] = {
 };
 
 static const struct sg_method event_methods[] = {
-    METHOD("EventService", "WatchEvents", SG_METHOD_SERVER_STREAM,
-           watch_events_request),
-    METHOD("EventService", "ListEvents", SG_METHOD_UNARY,
-           list_events_request),
+    HANDLED("EventService", "WatchEvents", SG_METHOD_SERVER_STREAM,
+            watch_events_request, sg_svc_watch_events),
+    HANDLED("EventService", "ListEvents", SG_METHOD_UNARY,
+            list_events_request, sg_svc_list_events),
 };
 
 const struct sg_service sg_sandbox_service = {

@@ -50,8 +50,12 @@ struct sg_call {
     struct sg_tag tag_recv;
     struct sg_tag tag_send;
     struct sg_tag tag_status;
+    struct sg_tag tag_md; /* initial metadata sent on its own */
 
     void *data;
+    void (*data_free)(void *data);  /* runs when the context is freed */
+    void (*on_sent)(struct sg_call *call, bool ok);
+    void (*on_cancel)(struct sg_call *call); /* per call, beside the method's */
     struct sg_identity *identity; /* set before on_start, then read-only */
     struct sg_policy *policy;
     gpr_timespec start;

@@ -19,6 +19,8 @@ IMPLEMENTED = {
     'sandgate.v1.SandboxService.GetSandbox',
     'sandgate.v1.SandboxService.ListSandboxes',
     'sandgate.v1.SandboxService.DeleteSandbox',
+    'sandgate.v1.EventService.WatchEvents',
+    'sandgate.v1.EventService.ListEvents',
 }
 
 
@@ -161,7 +163,7 @@ class AccessLogTest(DaemonTestCase):
     def test_one_line_per_call(self):
         ch = self.admin_channel(self.daemon)
         p = self.protos
-        method = '/sandgate.v1.EventService/ListEvents'
+        method = '/sandgate.v1.CredentialService/ListCredentials'
         call = p.method(ch, method)
         for _ in range(3):
             with self.assertRaises(grpc.RpcError):
