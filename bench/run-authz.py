@@ -290,16 +290,8 @@ def main():
     text = render(args, rows)
     print(text)
     if not args.no_results:
-        path = os.path.join(REPO, 'bench', 'RESULTS.md')
-        old = open(path).read() if os.path.exists(path) else ''
-        if MARK_BEGIN in old and MARK_END in old:
-            pre = old[:old.index(MARK_BEGIN)]
-            post = old[old.index(MARK_END) + len(MARK_END) + 1:]
-            new = pre + text + post
-        else:
-            new = old.rstrip('\n') + '\n\n' + text
-        with open(path, 'w') as f:
-            f.write(new)
+        rs.write_results(os.path.join(REPO, 'bench', 'RESULTS.md'), text,
+                         MARK_BEGIN, MARK_END)
 
 
 if __name__ == '__main__':

@@ -504,19 +504,24 @@ class Bench:
                 'open_watches': watches}
 
 
-def render(args, lat, w):
+def header(args):
+    """The lines every section starts with: when, what, how, where."""
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
                             stdout=subprocess.PIPE, text=True).stdout.strip() or 'unknown'
     dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD'], cwd=REPO).returncode != 0
+    return ['- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+            '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
+            '- command: `bench/run-k8s.py %s`' % ' '.join(rs.public_args(sys.argv[1:])),
+            '- machine: %d CPUs, kernel %s; %s'
+            % (os.cpu_count(), os.uname().release,
+               'gateway pinned to CPU 0, stand-in and client to CPU 1'
+               if args.pin and rs.pin(0) else
+               'gateway, stand-in and client unpinned, sharing them')]
+
+
+def render(args, lat, w):
     d = args.ready_delay_ms
-    L = [MARK_BEGIN, '## Kubernetes driver against the API stand-in', '',
-         '- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-         '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
-         '- command: `bench/run-k8s.py %s`' % ' '.join(rs.public_args(sys.argv[1:])),
-         '- machine: %d CPUs, kernel %s; %s'
-         % (os.cpu_count(), os.uname().release,
-            'gateway pinned to CPU 0, stand-in and client to CPU 1' if args.pin and rs.pin(0)
-            else 'gateway, stand-in and client unpinned, sharing them'),
+    L = [MARK_BEGIN, '## Kubernetes driver against the API stand-in', ''] + header(args) + [
          '- gateway: default workers, durability `full`, driver `kubernetes` (namespace '
          '`%s`; its watches of Sandboxes and pod Events); stand-in: '
          '`tests/k8s/standin.py --ready-delay-ms %d` (HTTPS, Python threads)'
@@ -607,21 +612,12 @@ def render(args, lat, w):
 
 
 def render_claims(args, c):
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True).stdout.strip() or 'unknown'
-    dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD'], cwd=REPO).returncode != 0
     b = args.bind_delay_ms
     rows = c['rows']
     warm = [r for r in rows if r['warm']]
     cold = [r for r in rows if not r['warm']]
-    L = [CLAIMS_BEGIN, '## Kubernetes driver: warm SandboxClaims against the API stand-in', '',
-         '- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-         '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
-         '- command: `bench/run-k8s.py %s`' % ' '.join(rs.public_args(sys.argv[1:])),
-         '- machine: %d CPUs, kernel %s; %s'
-         % (os.cpu_count(), os.uname().release,
-            'gateway pinned to CPU 0, stand-in and client to CPU 1' if args.pin and rs.pin(0)
-            else 'gateway, stand-in and client unpinned, sharing them'),
+    L = [CLAIMS_BEGIN, '## Kubernetes driver: warm SandboxClaims against the API stand-in',
+         ''] + header(args) + [
          '- stand-in: bind delay B = %d ms (claim first seen to its warm adoption), a '
          'SandboxWarmPool of %d replicas (pod Ready delay %d ms for its members); gateway: '
          'durability `full`, allocation `SandboxClaim`' % (b, args.pool_replicas,
@@ -673,19 +669,6 @@ def render_claims(args, c):
     return '\n'.join(L) + '\n'
 
 
-def write_section(begin, end, section):
-    path = os.path.join(REPO, 'bench', 'RESULTS.md')
-    text = open(path).read() if os.path.exists(path) else '# Benchmark results\n'
-    if begin in text and end in text:
-        i = text.index(begin)
-        j = text.index(end) + len(end) + 1
-        text = text[:i] + section + text[j:]
-    else:
-        text = text.rstrip('\n') + '\n\n' + section
-    with open(path, 'w') as f:
-        f.write(text)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--build-dir', default=os.path.join(REPO, 'build'))
@@ -716,12 +699,14 @@ def main():
         section = render(args, lat, w)
         print(section)
         if not args.no_results:
-            write_section(MARK_BEGIN, MARK_END, section)
+            rs.write_results(os.path.join(REPO, 'bench', 'RESULTS.md'), section,
+                             MARK_BEGIN, MARK_END)
     if c:
         section = render_claims(args, c)
         print(section)
         if not args.no_results:
-            write_section(CLAIMS_BEGIN, CLAIMS_END, section)
+            rs.write_results(os.path.join(REPO, 'bench', 'RESULTS.md'), section,
+                             CLAIMS_BEGIN, CLAIMS_END)
 
 
 if __name__ == '__main__':

@@ -342,11 +342,13 @@ def render(args, creates, gets, lists):
     return '\n'.join(L) + '\n'
 
 
-def write_results(path, section):
+def write_results(path, section, begin=MARK_BEGIN, end=MARK_END):
+    """Put section in place of the one between begin and end in path, or
+    at its end; the rest of the file is kept. Every runner's one way."""
     text = open(path).read() if os.path.exists(path) else '# Benchmark results\n'
-    if MARK_BEGIN in text and MARK_END in text:
-        a = text.index(MARK_BEGIN)
-        b = text.index(MARK_END) + len(MARK_END) + 1
+    if begin in text and end in text:
+        a = text.index(begin)
+        b = text.index(end) + len(end) + 1
         text = text[:a] + section + text[b:]
     else:
         text = text.rstrip('\n') + '\n\n' + section

@@ -912,6 +912,22 @@ static bool transient(long status)
            status >= 500;
 }
 
+/* End op with what an unexpected answer says: retry later when it is
+   transient, else final (and logged: the sandbox fails on it). */
+static void finish_http_error(struct kd_op *op, const char *what,
+                              const struct k8s_response *r)
+{
+    struct kd_driver *drv = op->drv;
+    bool retry = transient(r->status);
+    char msg[768];
+
+    describe_http(what, r, msg, sizeof(msg));
+    LOG(drv, retry ? SG_DRIVER_LOG_DEBUG : SG_DRIVER_LOG_WARN, "%s: %s", op->id,
+        msg);
+    op_finish(op, retry ? SG_DRIVER_ERR_RETRY : SG_DRIVER_ERR_INVALID, NULL,
+              msg);
+}
+
 static void on_existing(void *opaque, const struct k8s_response *r)
 {
     struct kd_op *op = opaque;
@@ -931,10 +947,7 @@ static void on_existing(void *opaque, const struct k8s_response *r)
         return;
     }
     if (r->status != 200) {
-        describe_http(what, r, msg, sizeof(msg));
-        op_finish(op, transient(r->status) ? SG_DRIVER_ERR_RETRY
-                                           : SG_DRIVER_ERR_INVALID,
-                  NULL, msg);
+        finish_http_error(op, what, r);
         return;
     }
     j = json_loads(r->body, 0, NULL);
@@ -973,7 +986,6 @@ static void on_post(void *opaque, const struct k8s_response *r)
     struct kd_op *op = opaque;
     struct kd_driver *drv = op->drv;
     char path[PATH_BUF];
-    char msg[512];
     char what[160];
     char reason[64], smsg[256];
     struct k8s_request req = {.method = "GET", .path = path};
@@ -1010,11 +1022,7 @@ static void on_post(void *opaque, const struct k8s_response *r)
                       "kubernetes: cannot start a request");
         return;
     }
-    describe_http(what, r, msg, sizeof(msg));
-    LOG(drv, SG_DRIVER_LOG_WARN, "%s: %s", op->id, msg);
-    op_finish(op, transient(r->status) ? SG_DRIVER_ERR_RETRY
-                                       : SG_DRIVER_ERR_INVALID,
-              NULL, msg);
+    finish_http_error(op, what, r);
 }
 
 /* ---- remove ---- */
@@ -1386,10 +1394,7 @@ static void on_pool(void *opaque, const struct k8s_response *r)
         return;
     }
     if (r->status != 200) {
-        describe_http(what, r, msg, sizeof(msg));
-        op_finish(op, transient(r->status) ? SG_DRIVER_ERR_RETRY
-                                           : SG_DRIVER_ERR_INVALID,
-                  NULL, msg);
+        finish_http_error(op, what, r);
         return;
     }
     j = json_loads(r->body, 0, NULL);
