@@ -221,6 +221,86 @@ void sg_store_set_commit_observer(struct sg_store *store,
 }
 
 /* strdup that maps NULL to "" (rows and events never hold NULL strings). */
+/* --- credential records ------------------------------------------------ */
+
+static int check_credential_key(const char *tenant, const char *name,
+                                struct sg_error *err)
+{
+    if (!tenant || !tenant[0] || !name || !name[0]) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "credential write without a tenant and a name");
+        return -1;
+    }
+    return 0;
+}
+
+int sg_store_create_credential(struct sg_store *store,
+                               const struct sg_credential_row *row,
+                               sg_store_credential_cb cb, void *opaque,
+                               struct sg_error *err)
+{
+    if (check_credential_key(row ? row->tenant : NULL,
+                             row ? row->name : NULL, err) < 0)
+        return -1;
+    if (!row->kind || !row->kind[0]) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "credential '%s' without a kind", row->name);
+        return -1;
+    }
+    return store->ops->create_credential(store->priv, row, cb, opaque, err);
+}
+
+int sg_store_delete_credential(struct sg_store *store, const char *tenant,
+                               const char *name, sg_store_credential_cb cb,
+                               void *opaque, struct sg_error *err)
+{
+    if (check_credential_key(tenant, name, err) < 0)
+        return -1;
+    return store->ops->delete_credential(store->priv, tenant, name, cb,
+                                         opaque, err);
+}
+
+static int visit_credential_copy(void *opaque,
+                                 const struct sg_credential_row *row)
+{
+    *(struct sg_credential_row **)opaque = sg_credential_row_copy(row);
+    return 1;
+}
+
+int sg_store_get_credential_copy(struct sg_store *store, const char *tenant,
+                                 const char *name,
+                                 struct sg_credential_row **out,
+                                 struct sg_error *err)
+{
+    int found;
+
+    *out = NULL;
+    if (!tenant || !name)
+        return 0;
+    found = store->ops->get_credential(store->priv, tenant, name,
+                                       visit_credential_copy, out, err);
+    if (found == 1 && !*out) {
+        sg_error_report(err, SG_ERR_NO_MEMORY,
+                        "out of memory reading credential '%s'", name);
+        return -1;
+    }
+    return found;
+}
+
+ssize_t sg_store_list_credentials(struct sg_store *store,
+                                  const struct sg_credential_filter *f,
+                                  const char *after_tenant,
+                                  const char *after_name, size_t max_rows,
+                                  sg_credential_visit_fn visit, void *opaque,
+                                  struct sg_error *err)
+{
+    static const struct sg_credential_filter all = {0};
+
+    return store->ops->list_credentials(
+        store->priv, f ? f : &all, after_tenant ? after_tenant : "",
+        after_name ? after_name : "", max_rows, visit, opaque, err);
+}
+
 static char *dup_str(const char *s, bool *failed)
 {
     char *out = strdup(s ? s : "");
@@ -339,4 +419,46 @@ const char *sg_phase_name(enum sg_phase phase)
     if ((unsigned)phase < SG_N_ELEMENTS(phase_names) && phase_names[phase])
         return phase_names[phase];
     return "unknown";
+}
+
+struct sg_credential_row *sg_credential_row_copy(
+    const struct sg_credential_row *row)
+{
+    struct sg_credential_row *out = calloc(1, sizeof(*out));
+    bool failed = false;
+
+    if (!out)
+        return NULL;
+    out->tenant = dup_str(row->tenant, &failed);
+    out->name = dup_str(row->name, &failed);
+    out->kind = dup_str(row->kind, &failed);
+    out->owner = dup_str(row->owner, &failed);
+    out->create_time = row->create_time;
+    out->update_time = row->update_time;
+    if (row->record_len > 0) {
+        out->record = malloc(row->record_len);
+        if (out->record) {
+            memcpy(out->record, row->record, row->record_len);
+            out->record_len = row->record_len;
+        } else {
+            failed = true;
+        }
+    }
+    if (failed) {
+        sg_credential_row_free(out);
+        return NULL;
+    }
+    return out;
+}
+
+void sg_credential_row_free(struct sg_credential_row *row)
+{
+    if (!row)
+        return;
+    free(row->tenant);
+    free(row->name);
+    free(row->kind);
+    free(row->owner);
+    free(row->record);
+    free(row);
 }

@@ -1,5 +1,6 @@
 /*
- * store.h: durable state of the gateway (sandboxes and their events).
+ * store.h: durable state of the gateway (sandboxes and their events,
+ * credential records).
  *
  * A store is a backend ops table (struct sg_store_ops, below) plus its
  * private state. Callers use only the sg_store_* functions; backends
@@ -224,6 +225,49 @@ typedef int (*sg_sandbox_visit_fn)(void *opaque,
                                    const struct sg_sandbox_row *row);
 typedef int (*sg_event_visit_fn)(void *opaque, const struct sg_event_row *ev);
 
+/*
+ * A credential record: a reference to secret material, never the
+ * material. Keyed by (tenant, name); record is a packed
+ * sandgate.v1.Credential. Credential writes append no events and do not
+ * advance resource_version.
+ */
+struct sg_credential_row {
+    char *tenant;
+    char *name;
+    char *kind;           /* source kind */
+    char *owner;
+    int64_t create_time;  /* ms */
+    int64_t update_time;  /* ms */
+    uint8_t *record;
+    size_t record_len;
+};
+
+/* Filters for listing credentials; NULL and "" do not filter. */
+struct sg_credential_filter {
+    const char *tenant;
+    const char *kind;
+};
+
+/*
+ * Result of a credential write, for its callback.
+ *   row  create: the row as stored; delete: the row as it was before.
+ *        NULL when err is set.
+ *   err  NULL on success. Codes: SG_ERR_ALREADY_EXISTS (create: the
+ *        tenant has a record of that name), SG_ERR_NOT_FOUND (delete: no
+ *        such record), SG_ERR_UNAVAILABLE, SG_ERR_INTERNAL (as for
+ *        sandbox writes: a failed batch wrote nothing).
+ */
+struct sg_store_credential_result {
+    const struct sg_credential_row *row;
+    const struct sg_error *err;
+};
+
+typedef void (*sg_store_credential_cb)(
+    void *opaque, const struct sg_store_credential_result *res);
+
+typedef int (*sg_credential_visit_fn)(void *opaque,
+                                      const struct sg_credential_row *row);
+
 /* --- the backend table ------------------------------------------------ */
 
 struct sg_store_ops {
@@ -265,6 +309,24 @@ struct sg_store_ops {
                         struct sg_error *err);
     int (*count_sandboxes)(void *priv, const struct sg_sandbox_filter *f,
                            uint64_t *count, struct sg_error *err);
+
+    /* Credential records; see the sg_store_*_credential functions. */
+    int (*create_credential)(void *priv, const struct sg_credential_row *row,
+                             sg_store_credential_cb cb, void *opaque,
+                             struct sg_error *err);
+    int (*delete_credential)(void *priv, const char *tenant,
+                             const char *name, sg_store_credential_cb cb,
+                             void *opaque, struct sg_error *err);
+    int (*get_credential)(void *priv, const char *tenant, const char *name,
+                          sg_credential_visit_fn visit, void *opaque,
+                          struct sg_error *err);
+    /* f is never NULL; after_tenant and after_name never NULL. */
+    ssize_t (*list_credentials)(void *priv,
+                                const struct sg_credential_filter *f,
+                                const char *after_tenant,
+                                const char *after_name, size_t max_rows,
+                                sg_credential_visit_fn visit, void *opaque,
+                                struct sg_error *err);
 
     /* See sg_store_set_commit_observer: the backend calls the observer
        from its writer. */
@@ -447,6 +509,58 @@ struct sg_event_row *sg_event_row_copy(const struct sg_event_row *ev);
 void sg_event_row_free(struct sg_event_row *ev);
 /* Free only the strings inside an event row. NULL-safe. */
 void sg_event_row_clear(struct sg_event_row *ev);
+
+/* --- credential records ------------------------------------------------ */
+
+/*
+ * Insert a credential record, through the writer like every write (same
+ * contract as sg_store_create_sandbox: row is copied, cb runs once on a
+ * store thread after the write is durable). The callback's err is
+ * SG_ERR_ALREADY_EXISTS when (tenant, name) is taken. Returns 0, or -1
+ * with err set and cb never runs (SG_ERR_INVALID_ARGUMENT when tenant,
+ * name or kind is NULL or "", SG_ERR_UNAVAILABLE when closing,
+ * SG_ERR_NO_MEMORY).
+ */
+int sg_store_create_credential(struct sg_store *store,
+                               const struct sg_credential_row *row,
+                               sg_store_credential_cb cb, void *opaque,
+                               struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * Delete the record (tenant, name); the callback gets the row as it was,
+ * or SG_ERR_NOT_FOUND. Same return contract as the create.
+ */
+int sg_store_delete_credential(struct sg_store *store, const char *tenant,
+                               const char *name, sg_store_credential_cb cb,
+                               void *opaque,
+                               struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/* Read one record into an owned copy (*out: sg_credential_row_free; NULL
+   unless 1 is returned). 1 found, 0 not, -1 with err set. */
+int sg_store_get_credential_copy(struct sg_store *store, const char *tenant,
+                                 const char *name,
+                                 struct sg_credential_row **out,
+                                 struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * Visit records matching f (NULL: all) after the key (after_tenant,
+ * after_name) (NULL or "" for both: from the start) in ascending (tenant,
+ * name) order, at most max_rows (0: no limit), until visit returns
+ * non-zero (that row counts as visited). One snapshot per call. Returns
+ * the number visited, or -1 with err set.
+ */
+ssize_t sg_store_list_credentials(struct sg_store *store,
+                                  const struct sg_credential_filter *f,
+                                  const char *after_tenant,
+                                  const char *after_name, size_t max_rows,
+                                  sg_credential_visit_fn visit, void *opaque,
+                                  struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/* Owned deep copy (NULL strings become ""); NULL when out of memory. */
+struct sg_credential_row *sg_credential_row_copy(
+    const struct sg_credential_row *row);
+/* Free an owned row. NULL-safe. */
+void sg_credential_row_free(struct sg_credential_row *row);
 
 /* Stable lower-case name of a phase ("ready"), or "unknown". */
 const char *sg_phase_name(enum sg_phase phase);

@@ -90,6 +90,8 @@ SG_LOG_INIT("store.sqlite");
 #define EVENT_COLUMNS                                                          \
     "seq, time, type, sandbox_id, sandbox_name, namespace, tenant, project, "  \
     "owner, request_id, phase, reason, message, resource_version"
+#define CREDENTIAL_COLUMNS                                                     \
+    "tenant, name, kind, owner, create_time, update_time, record"
 
 /* The writer's statements, prepared once at open. */
 enum wstmt {
@@ -112,6 +114,9 @@ enum wstmt {
     W_SET_PURGED,
     W_SYNC_NORMAL,
     W_SYNC_FULL,
+    W_CRED_INSERT,
+    W_CRED_GET,
+    W_CRED_DELETE,
     W_COUNT
 };
 
@@ -160,10 +165,24 @@ static const char *const wstmt_sql[W_COUNT] = {
     /* A purge commits without an fsync of its own (see the top). */
     [W_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
     [W_SYNC_FULL] = "PRAGMA synchronous = FULL",
+    [W_CRED_INSERT] = "INSERT INTO credentials (" CREDENTIAL_COLUMNS ") "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [W_CRED_GET] = "SELECT " CREDENTIAL_COLUMNS " FROM credentials "
+                   "WHERE tenant = ?1 AND name = ?2",
+    [W_CRED_DELETE] = "DELETE FROM credentials "
+                      "WHERE tenant = ?1 AND name = ?2",
 };
 
 /* Fixed read statements; list/count ones are per filter shape. */
-enum rstmt { R_GET, R_BOUNDS, R_BEGIN, R_END, R_COUNT };
+enum rstmt {
+    R_GET,
+    R_BOUNDS,
+    R_BEGIN,
+    R_END,
+    R_CRED_GET,
+    R_CRED_LIST,
+    R_COUNT
+};
 
 static const char *const rstmt_sql[R_COUNT] = {
     [R_BEGIN] = "BEGIN",
@@ -172,6 +191,15 @@ static const char *const rstmt_sql[R_COUNT] = {
     [R_BOUNDS] = "SELECT (SELECT value FROM meta "
                  "WHERE key = 'events_purged_through'), "
                  "(SELECT value FROM meta WHERE key = 'event_seq')",
+    [R_CRED_GET] = "SELECT " CREDENTIAL_COLUMNS " FROM credentials "
+                   "WHERE tenant = ?1 AND name = ?2",
+    /* Few records per gateway: one statement for every filter shape,
+       walking the primary key in page order. */
+    [R_CRED_LIST] = "SELECT " CREDENTIAL_COLUMNS " FROM credentials "
+                    "WHERE (tenant, name) > (?3, ?4) "
+                    "AND (?1 = '' OR tenant = ?1) "
+                    "AND (?2 = '' OR kind = ?2) "
+                    "ORDER BY tenant, name LIMIT ?5",
 };
 
 /* Filter shape: which terms a list/count statement has. */
@@ -217,8 +245,16 @@ struct read_conn {
  * A queued write: the caller's row and event, copied with their strings
  * and record into data[], and the outcome the writer fills in.
  */
+/* What a queued write does. */
+enum req_op {
+    OP_SANDBOX = 0, /* create or update (is_update) of row */
+    OP_CRED_CREATE, /* insert cred */
+    OP_CRED_DELETE, /* delete (cred.tenant, cred.name) */
+};
+
 struct write_req {
     struct write_req *next;
+    enum req_op op;
     bool is_update;
     uint64_t expected_rv;
     sg_store_write_cb cb;
@@ -232,6 +268,11 @@ struct write_req {
     size_t wrote_events;
     struct sg_sandbox_row *existing; /* owned: create found this row */
     struct sg_error err;
+
+    /* Credential writes (op != OP_SANDBOX); strings point into data[]. */
+    struct sg_credential_row cred;
+    sg_store_credential_cb ccb;
+    struct sg_credential_row *cred_before; /* owned: delete removed it */
 
     char data[];
 };
@@ -585,6 +626,8 @@ static void req_reset_outcome(struct write_req *req)
     req->wrote_events = 0;
     sg_sandbox_row_free(req->existing);
     req->existing = NULL;
+    sg_credential_row_free(req->cred_before);
+    req->cred_before = NULL;
     sg_error_reset(&req->err);
 }
 
@@ -595,6 +638,9 @@ static void req_free(struct write_req *req)
     req_reset_outcome(req);
     free(req);
 }
+
+static int push(struct sqlite_store *s, struct write_req *req,
+                const char *what, const char *name, struct sg_error *err);
 
 static int enqueue(struct sqlite_store *s, bool is_update,
                    const struct sg_sandbox_row *row, uint64_t expected_rv,
@@ -613,15 +659,20 @@ static int enqueue(struct sqlite_store *s, bool is_update,
     req->expected_rv = expected_rv;
     req->cb = cb;
     req->opaque = opaque;
+    return push(s, req, "sandbox", row->id, err);
+}
 
+/* Queue req for the writer (it takes req over, also on failure). */
+static int push(struct sqlite_store *s, struct write_req *req,
+                const char *what, const char *name, struct sg_error *err)
+{
     pthread_mutex_lock(&s->lock);
     if (s->closing) {
         pthread_mutex_unlock(&s->lock);
         req_free(req);
         sg_error_report(err, SG_ERR_UNAVAILABLE,
-                        "the store is closing: write of sandbox '%s' "
-                        "refused",
-                        row->id);
+                        "the store is closing: write of %s '%s' refused",
+                        what, name);
         return -1;
     }
     if (s->tail)
@@ -820,6 +871,103 @@ static int apply_update(struct sqlite_store *s, struct write_req *req)
     return 0;
 }
 
+static void cred_from_stmt(sqlite3_stmt *st, struct sg_credential_row *row)
+{
+    row->tenant = (char *)col_text(st, 0);
+    row->name = (char *)col_text(st, 1);
+    row->kind = (char *)col_text(st, 2);
+    row->owner = (char *)col_text(st, 3);
+    row->create_time = sqlite3_column_int64(st, 4);
+    row->update_time = sqlite3_column_int64(st, 5);
+    row->record = (uint8_t *)sqlite3_column_blob(st, 6);
+    row->record_len = (size_t)sqlite3_column_bytes(st, 6);
+}
+
+static int cred_fail_sqlite(struct sqlite_store *s, struct write_req *req,
+                            sqlite3_stmt *st, const char *what)
+{
+    sg_error_report(&req->err, SG_ERR_INTERNAL,
+                    "sqlite: %s of credential '%s/%s': %s", what,
+                    req->cred.tenant, req->cred.name, sqlite3_errmsg(s->wdb));
+    sqlite3_reset(st);
+    return -1;
+}
+
+static int apply_cred_create(struct sqlite_store *s, struct write_req *req)
+{
+    sqlite3_stmt *st = s->wst[W_CRED_INSERT];
+    const struct sg_credential_row *c = &req->cred;
+
+    if (!bind_text(st, 1, c->tenant) || !bind_text(st, 2, c->name) ||
+        !bind_text(st, 3, c->kind) || !bind_text(st, 4, c->owner) ||
+        !bind_int(st, 5, c->create_time) || !bind_int(st, 6, c->update_time) ||
+        sqlite3_bind_blob(st, 7, c->record ? (const void *)c->record : "",
+                          (int)c->record_len, SQLITE_STATIC) != SQLITE_OK)
+        return cred_fail_sqlite(s, req, st, "bind");
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        if (!is_unique_violation(s->wdb))
+            return cred_fail_sqlite(s, req, st, "insert");
+        sg_error_report(&req->err, SG_ERR_ALREADY_EXISTS,
+                        "credential '%s' already exists in tenant '%s'",
+                        c->name, c->tenant);
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+static int apply_cred_delete(struct sqlite_store *s, struct write_req *req)
+{
+    sqlite3_stmt *st = s->wst[W_CRED_GET];
+    struct sg_credential_row found;
+    int rc;
+
+    if (!bind_text(st, 1, req->cred.tenant) ||
+        !bind_text(st, 2, req->cred.name))
+        return cred_fail_sqlite(s, req, st, "bind");
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        sg_error_report(&req->err, SG_ERR_NOT_FOUND,
+                        "credential '%s' not found in tenant '%s'",
+                        req->cred.name, req->cred.tenant);
+        return -1;
+    }
+    if (rc != SQLITE_ROW)
+        return cred_fail_sqlite(s, req, st, "lookup");
+    cred_from_stmt(st, &found);
+    req->cred_before = sg_credential_row_copy(&found);
+    sqlite3_reset(st);
+    if (!req->cred_before) {
+        sg_error_report(&req->err, SG_ERR_NO_MEMORY,
+                        "out of memory deleting credential '%s'",
+                        req->cred.name);
+        return -1;
+    }
+    st = s->wst[W_CRED_DELETE];
+    if (!bind_text(st, 1, req->cred.tenant) ||
+        !bind_text(st, 2, req->cred.name))
+        return cred_fail_sqlite(s, req, st, "bind");
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return cred_fail_sqlite(s, req, st, "delete");
+    sqlite3_reset(st);
+    return 0;
+}
+
+static int apply_request(struct sqlite_store *s, struct write_req *req)
+{
+    switch (req->op) {
+    case OP_CRED_CREATE:
+        return apply_cred_create(s, req);
+    case OP_CRED_DELETE:
+        return apply_cred_delete(s, req);
+    case OP_SANDBOX:
+    default:
+        return req->is_update ? apply_update(s, req) : apply_create(s, req);
+    }
+}
+
 static void readers_committed(struct sqlite_store *s);
 static void readers_release(struct sqlite_store *s);
 
@@ -854,7 +1002,7 @@ static int run_requests(struct sqlite_store *s, struct write_req **batch,
             if (rc != SQLITE_OK)
                 return rc;
         }
-        applied = req->is_update ? apply_update(s, req) : apply_create(s, req);
+        applied = apply_request(s, req);
         /* Some errors (I/O, disk full, out of memory) make SQLite roll
            back the whole transaction: the requests before this one are
            gone too. */
@@ -1194,6 +1342,18 @@ static void req_finish(struct write_req *req)
 {
     struct sg_store_result res = {.created = false};
 
+    if (req->op != OP_SANDBOX) {
+        struct sg_store_credential_result cres = {0};
+
+        if (sg_error_is_set(&req->err))
+            cres.err = &req->err;
+        else
+            cres.row = req->cred_before ? req->cred_before : &req->cred;
+        if (req->ccb)
+            req->ccb(req->opaque, &cres);
+        req_free(req);
+        return;
+    }
     if (sg_error_is_set(&req->err)) {
         res.err = &req->err;
     } else {
@@ -1925,6 +2085,162 @@ static int setup_writer(struct sqlite_store *s, struct sg_error *err)
     return 0;
 }
 
+/* A credential write: the row copied with its strings into data[]. */
+static struct write_req *cred_req_new(const struct sg_credential_row *row)
+{
+    const char *const src[] = {row->tenant, row->name, row->kind,
+                               row->owner};
+    struct write_req *req;
+    size_t size = sizeof(*req) + row->record_len;
+    char *cur;
+    size_t i;
+
+    for (i = 0; i < SG_N_ELEMENTS(src); i++)
+        size += str_size(src[i]);
+    req = calloc(1, size);
+    if (!req)
+        return NULL;
+    cur = req->data;
+    req->cred = *row;
+    {
+        char **const dst[] = {&req->cred.tenant, &req->cred.name,
+                              &req->cred.kind, &req->cred.owner};
+
+        for (i = 0; i < SG_N_ELEMENTS(src); i++)
+            *dst[i] = pack_str(&cur, src[i]);
+    }
+    req->cred.record = NULL;
+    if (row->record_len > 0) {
+        memcpy(cur, row->record, row->record_len);
+        req->cred.record = (uint8_t *)cur;
+    }
+    return req;
+}
+
+static int cred_enqueue(struct sqlite_store *s, enum req_op op,
+                        const struct sg_credential_row *row,
+                        sg_store_credential_cb cb, void *opaque,
+                        struct sg_error *err)
+{
+    struct write_req *req = cred_req_new(row);
+
+    if (!req) {
+        sg_error_report(err, SG_ERR_NO_MEMORY,
+                        "out of memory queueing a write of credential '%s'",
+                        row->name);
+        return -1;
+    }
+    req->op = op;
+    req->ccb = cb;
+    req->opaque = opaque;
+    return push(s, req, "credential", row->name, err);
+}
+
+static int sqlite_create_credential(void *priv,
+                                    const struct sg_credential_row *row,
+                                    sg_store_credential_cb cb, void *opaque,
+                                    struct sg_error *err)
+{
+    return cred_enqueue(priv, OP_CRED_CREATE, row, cb, opaque, err);
+}
+
+static int sqlite_delete_credential(void *priv, const char *tenant,
+                                    const char *name,
+                                    sg_store_credential_cb cb, void *opaque,
+                                    struct sg_error *err)
+{
+    struct sg_credential_row key = {.tenant = (char *)tenant,
+                                    .name = (char *)name};
+
+    return cred_enqueue(priv, OP_CRED_DELETE, &key, cb, opaque, err);
+}
+
+static int sqlite_get_credential(void *priv, const char *tenant,
+                                 const char *name,
+                                 sg_credential_visit_fn visit, void *opaque,
+                                 struct sg_error *err)
+{
+    struct sqlite_store *s = priv;
+    struct read_conn *c = checkout(s);
+    sqlite3_stmt *st = c->st[R_CRED_GET];
+    int ret = -1;
+    int rc;
+
+    if (!bind_text(st, 1, tenant) || !bind_text(st, 2, name)) {
+        sg_error_report(err, SG_ERR_INTERNAL, "sqlite: get credential: %s",
+                        sqlite3_errmsg(c->db));
+        goto cleanup;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        struct sg_credential_row row;
+
+        cred_from_stmt(st, &row);
+        if (visit)
+            visit(opaque, &row);
+        ret = 1;
+    } else if (rc == SQLITE_DONE) {
+        ret = 0;
+    } else {
+        sg_error_report(err, SG_ERR_INTERNAL,
+                        "sqlite: get credential '%s': %s", name,
+                        sqlite3_errmsg(c->db));
+    }
+
+ cleanup:
+    sqlite3_reset(st);
+    checkin(s, c);
+    return ret;
+}
+
+static ssize_t sqlite_list_credentials(void *priv,
+                                       const struct sg_credential_filter *f,
+                                       const char *after_tenant,
+                                       const char *after_name,
+                                       size_t max_rows,
+                                       sg_credential_visit_fn visit,
+                                       void *opaque, struct sg_error *err)
+{
+    struct sqlite_store *s = priv;
+    struct read_conn *c = checkout(s);
+    sqlite3_stmt *st = c->st[R_CRED_LIST];
+    ssize_t visited = 0;
+    int rc;
+
+    if (!bind_text(st, 1, f->tenant ? f->tenant : "") ||
+        !bind_text(st, 2, f->kind ? f->kind : "") ||
+        !bind_text(st, 3, after_tenant) || !bind_text(st, 4, after_name) ||
+        !bind_int(st, 5, sql_limit(max_rows))) {
+        sg_error_report(err, SG_ERR_INTERNAL, "sqlite: list credentials: %s",
+                        sqlite3_errmsg(c->db));
+        visited = -1;
+        goto cleanup;
+    }
+    for (;;) {
+        struct sg_credential_row row;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        cred_from_stmt(st, &row);
+        visited++;
+        if (visit && visit(opaque, &row) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        sg_error_report(err, SG_ERR_INTERNAL, "sqlite: list credentials: %s",
+                        sqlite3_errmsg(c->db));
+        visited = -1;
+    }
+
+ cleanup:
+    sqlite3_reset(st);
+    checkin(s, c);
+    return visited;
+}
+
 static int apply_migration(struct sqlite_store *s,
                            const struct sg_sql_migration *m,
                            struct sg_error *err)
@@ -2275,6 +2591,10 @@ const struct sg_store_ops sg_store_sqlite_ops = {
     .list_events = sqlite_list_events,
     .event_bounds = sqlite_event_bounds,
     .count_sandboxes = sqlite_count_sandboxes,
+    .create_credential = sqlite_create_credential,
+    .delete_credential = sqlite_delete_credential,
+    .get_credential = sqlite_get_credential,
+    .list_credentials = sqlite_list_credentials,
     .set_commit_observer = sqlite_set_commit_observer,
     .get_stats = sqlite_get_stats,
     .schema_version = sqlite_schema_version,

@@ -1946,13 +1946,15 @@ START_TEST(test_migration_0002_upgrade)
     append_n(store, &row, SG_EVENT_READY, 0, 3);
     sg_store_close(store);
     raw = raw_open(path);
-    raw_exec(raw, "DELETE FROM schema_migrations WHERE version = 2;"
-                  "DELETE FROM meta WHERE key = 'events_purged_through'");
+    /* Back to version 1: what came later is gone too. */
+    raw_exec(raw, "DELETE FROM schema_migrations WHERE version >= 2;"
+                  "DELETE FROM meta WHERE key = 'events_purged_through';"
+                  "DROP TABLE credentials");
     raw_close(raw);
 
     cfg.path = path;
     store = open_cfg(&cfg);
-    ck_assert_uint_eq(sg_store_schema_version(store), 2);
+    ck_assert_uint_eq(sg_store_schema_version(store), 3);
     ASSERT_BOUNDS(store, 1, 4);
     append_n(store, &row, SG_EVENT_FAILED, 0, 1);
     wait_purges(store, 1);
@@ -2629,6 +2631,368 @@ START_TEST(test_commit_failure_fails_batch)
 }
 END_TEST
 
+/* --- credential records ------------------------------------------------ */
+
+struct cwaiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    enum sg_err_code code;
+    char message[SG_ERROR_MESSAGE_MAX];
+    struct sg_credential_row *row;
+};
+
+#define CWAITER_INIT                                                           \
+    {                                                                          \
+        .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER        \
+    }
+
+static void on_cred_write(void *opaque,
+                          const struct sg_store_credential_result *res)
+{
+    struct cwaiter *w = opaque;
+
+    pthread_mutex_lock(&w->mu);
+    w->calls++;
+    w->code = res->err ? res->err->code : SG_ERR_OK;
+    snprintf(w->message, sizeof(w->message), "%s",
+             res->err ? res->err->message : "");
+    sg_credential_row_free(w->row);
+    w->row = res->row ? sg_credential_row_copy(res->row) : NULL;
+    if ((res->err != NULL) == (res->row != NULL))
+        w->code = (enum sg_err_code) - 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void cwait(struct cwaiter *w, int calls)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->calls < calls)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void cwaiter_clear(struct cwaiter *w)
+{
+    sg_credential_row_free(w->row);
+    w->row = NULL;
+    w->calls = 0;
+    w->code = SG_ERR_OK;
+    w->message[0] = '\0';
+}
+
+static struct sg_credential_row mkcred(const char *tenant, const char *name,
+                                       const char *kind)
+{
+    static uint8_t rec[] = {0x0a, 0x03, 'r', 'e', 'c'};
+    struct sg_credential_row r = {
+        .tenant = (char *)tenant, .name = (char *)name, .kind = (char *)kind,
+        .owner = "alice", .create_time = 1000, .update_time = 2000,
+        .record = rec, .record_len = sizeof(rec)};
+
+    return r;
+}
+
+static enum sg_err_code cred_create_wait(struct sg_store *store,
+                                         const char *tenant, const char *name,
+                                         const char *kind, struct cwaiter *w)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    struct sg_credential_row r = mkcred(tenant, name, kind);
+
+    cwaiter_clear(w);
+    ck_assert_msg(sg_store_create_credential(store, &r, on_cred_write, w,
+                                             &err) == 0,
+                  "%s", err.message);
+    cwait(w, 1);
+    return w->code;
+}
+
+static enum sg_err_code cred_delete_wait(struct sg_store *store,
+                                         const char *tenant, const char *name,
+                                         struct cwaiter *w)
+{
+    struct sg_error err = SG_ERROR_INIT;
+
+    cwaiter_clear(w);
+    ck_assert_msg(sg_store_delete_credential(store, tenant, name,
+                                             on_cred_write, w, &err) == 0,
+                  "%s", err.message);
+    cwait(w, 1);
+    return w->code;
+}
+
+struct ccollect {
+    char keys[512];
+    size_t n;
+};
+
+static int collect_cred(void *opaque, const struct sg_credential_row *row)
+{
+    struct ccollect *c = opaque;
+    size_t len = strlen(c->keys);
+
+    snprintf(c->keys + len, sizeof(c->keys) - len, "%s%s/%s",
+             c->n ? "," : "", row->tenant, row->name);
+    c->n++;
+    return 0;
+}
+
+/* Page through f two rows at a time, by the last key seen. */
+static void list_creds_paged(struct sg_store *store,
+                             const struct sg_credential_filter *f,
+                             struct ccollect *all)
+{
+    char after_t[64] = "", after_n[64] = "";
+    struct sg_error err = SG_ERROR_INIT;
+    ssize_t n;
+
+    memset(all, 0, sizeof(*all));
+    do {
+        struct ccollect page = {{0}, 0};
+        const char *last;
+        char *slash;
+
+        n = sg_store_list_credentials(store, f, after_t, after_n, 2,
+                                      collect_cred, &page, &err);
+        ck_assert_msg(n >= 0, "%s", err.message);
+        ck_assert_uint_eq((size_t)n, page.n);
+        if (n == 0)
+            break;
+        last = strrchr(page.keys, ',');
+        last = last ? last + 1 : page.keys;
+        slash = strchr(last, '/');
+        ck_assert_ptr_nonnull(slash);
+        snprintf(after_t, sizeof(after_t), "%.*s", (int)(slash - last), last);
+        snprintf(after_n, sizeof(after_n), "%s", slash + 1);
+        snprintf(all->keys + strlen(all->keys),
+                 sizeof(all->keys) - strlen(all->keys), "%s%s",
+                 all->n ? "," : "", page.keys);
+        all->n += page.n;
+    } while (n == 2);
+}
+
+START_TEST(test_credential_create_get_delete)
+{
+    char path[256];
+    struct sg_store *store;
+    struct cwaiter w = CWAITER_INIT;
+    struct sg_credential_row *got = NULL;
+    struct sg_credential_row bad = mkcred("", "x", "file");
+    struct sg_error err = SG_ERROR_INIT;
+    sqlite3 *raw;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    ck_assert_int_eq(cred_create_wait(store, "team-a", "git", "file", &w),
+                     SG_ERR_OK);
+    ck_assert_str_eq(w.row->name, "git");
+    ck_assert_str_eq(w.row->kind, "file");
+
+    ck_assert_int_eq(
+        sg_store_get_credential_copy(store, "team-a", "git", &got, &err), 1);
+    ck_assert_str_eq(got->tenant, "team-a");
+    ck_assert_str_eq(got->owner, "alice");
+    ck_assert_int_eq(got->create_time, 1000);
+    ck_assert_int_eq(got->update_time, 2000);
+    ck_assert_uint_eq(got->record_len, 5);
+    ck_assert_int_eq(memcmp(got->record, "\x0a\x03rec", 5), 0);
+    sg_credential_row_free(got);
+    got = NULL;
+    /* The key is (tenant, name): another tenant's name is another row. */
+    ck_assert_int_eq(
+        sg_store_get_credential_copy(store, "team-b", "git", &got, &err), 0);
+    ck_assert_ptr_null(got);
+    ck_assert_int_eq(cred_create_wait(store, "team-b", "git", "env", &w),
+                     SG_ERR_OK);
+
+    ck_assert_int_eq(cred_create_wait(store, "team-a", "git", "env", &w),
+                     SG_ERR_ALREADY_EXISTS);
+    ck_assert_ptr_null(w.row);
+    ck_assert_msg(strstr(w.message, "already exists") != NULL, "%s",
+                  w.message);
+    /* The duplicate did not overwrite the first. */
+    ck_assert_int_eq(
+        sg_store_get_credential_copy(store, "team-a", "git", &got, &err), 1);
+    ck_assert_str_eq(got->kind, "file");
+    sg_credential_row_free(got);
+    got = NULL;
+
+    /* Refused before queueing: no callback. */
+    ck_assert_int_eq(sg_store_create_credential(store, &bad, on_cred_write,
+                                                &w, &err),
+                     -1);
+    ck_assert_int_eq(err.code, SG_ERR_INVALID_ARGUMENT);
+    sg_error_reset(&err);
+
+    ck_assert_int_eq(cred_delete_wait(store, "team-a", "git", &w), SG_ERR_OK);
+    ck_assert_str_eq(w.row->kind, "file"); /* the row as it was */
+    ck_assert_uint_eq(w.row->record_len, 5);
+    ck_assert_int_eq(
+        sg_store_get_credential_copy(store, "team-a", "git", &got, &err), 0);
+    ck_assert_int_eq(cred_delete_wait(store, "team-a", "git", &w),
+                     SG_ERR_NOT_FOUND);
+    ck_assert_ptr_null(w.row);
+    ck_assert_int_eq(
+        sg_store_get_credential_copy(store, "team-b", "git", &got, &err), 1);
+    sg_credential_row_free(got);
+
+    /* Credential writes advance neither counter. */
+    raw = raw_open(path);
+    ck_assert_int_eq(raw_int(raw, "SELECT value FROM meta WHERE key = "
+                                  "'resource_version'"),
+                     0);
+    ck_assert_int_eq(raw_int(raw, "SELECT count(*) FROM events"), 0);
+    ck_assert_int_eq(raw_int(raw, "SELECT count(*) FROM schema_migrations "
+                                  "WHERE version = 3 AND "
+                                  "name = 'credentials'"),
+                     1);
+    raw_close(raw);
+    cwaiter_clear(&w);
+    sg_store_close(store);
+}
+END_TEST
+
+START_TEST(test_credential_list_paging)
+{
+    static const char *const keys[][3] = {
+        {"team-b", "zeta", "env"},  {"team-a", "gamma", "file"},
+        {"team-a", "alpha", "env"}, {"team-c", "beta", "file"},
+        {"team-a", "beta", "file"}, {"team-b", "alpha", "file"},
+    };
+    struct sg_credential_filter by_tenant = {.tenant = "team-a"};
+    struct sg_credential_filter by_kind = {.kind = "file"};
+    struct sg_credential_filter both = {.tenant = "team-b", .kind = "file"};
+    struct sg_error err = SG_ERROR_INIT;
+    struct ccollect c;
+    struct cwaiter w = CWAITER_INIT;
+    struct sg_store *store;
+    char path[256];
+    ssize_t n;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    for (size_t i = 0; i < SG_N_ELEMENTS(keys); i++)
+        ck_assert_int_eq(
+            cred_create_wait(store, keys[i][0], keys[i][1], keys[i][2], &w),
+            SG_ERR_OK);
+
+    list_creds_paged(store, NULL, &c);
+    ck_assert_str_eq(c.keys, "team-a/alpha,team-a/beta,team-a/gamma,"
+                             "team-b/alpha,team-b/zeta,team-c/beta");
+    list_creds_paged(store, &by_tenant, &c);
+    ck_assert_str_eq(c.keys, "team-a/alpha,team-a/beta,team-a/gamma");
+    list_creds_paged(store, &by_kind, &c);
+    ck_assert_str_eq(c.keys,
+                     "team-a/beta,team-a/gamma,team-b/alpha,team-c/beta");
+    list_creds_paged(store, &both, &c);
+    ck_assert_str_eq(c.keys, "team-b/alpha");
+
+    /* A visitor that stops ends the call at that row. */
+    memset(&c, 0, sizeof(c));
+    n = sg_store_list_credentials(store, NULL, "team-a", "gamma", 0,
+                                  collect_cred, &c, &err);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(c.keys, "team-b/alpha,team-b/zeta,team-c/beta");
+    cwaiter_clear(&w);
+    sg_store_close(store);
+}
+END_TEST
+
+/* A batch whose commit fails writes none of its credentials. */
+START_TEST(test_credential_failed_batch)
+{
+    static const char *const names[] = {"good-1", "poison", "good-2"};
+    struct sg_store_config cfg = {.busy_timeout_ms = 20000};
+    struct sg_error err = SG_ERROR_INIT;
+    struct cwaiter w[4];
+    struct ccollect c;
+    struct sg_credential_row r;
+    struct sg_store *store;
+    char path[256];
+    sqlite3 *raw;
+    int i;
+
+    for (i = 0; i < 4; i++)
+        w[i] = (struct cwaiter)CWAITER_INIT;
+    new_db_path(path, sizeof(path));
+    cfg.path = path;
+    store = open_cfg(&cfg);
+    raw = raw_open(path);
+    raw_exec(raw, "CREATE TABLE poison_ref (id INTEGER PRIMARY KEY);"
+                  "CREATE TABLE poison (x INTEGER REFERENCES poison_ref(id) "
+                  "DEFERRABLE INITIALLY DEFERRED);"
+                  "CREATE TRIGGER poison_commit AFTER INSERT ON credentials "
+                  "WHEN NEW.name = 'poison' "
+                  "BEGIN INSERT INTO poison (x) VALUES (42); END");
+    /* Hold the lock so the first write waits alone and the three queued
+       meanwhile share the next transaction. */
+    raw_exec(raw, "BEGIN IMMEDIATE");
+    r = mkcred("team-a", "first", "file");
+    ck_assert(sg_store_create_credential(store, &r, on_cred_write, &w[0],
+                                         &err) == 0);
+    usleep(50000);
+    for (i = 0; i < 3; i++) {
+        r = mkcred("team-a", names[i], "file");
+        ck_assert(sg_store_create_credential(store, &r, on_cred_write,
+                                             &w[i + 1], &err) == 0);
+    }
+    raw_exec(raw, "COMMIT");
+    raw_close(raw);
+    for (i = 0; i < 4; i++)
+        cwait(&w[i], 1);
+    ck_assert_int_eq(w[0].code, SG_ERR_OK);
+    for (i = 1; i < 4; i++) {
+        ck_assert_int_eq(w[i].code, SG_ERR_INTERNAL);
+        ck_assert_ptr_null(w[i].row);
+    }
+    list_creds_paged(store, NULL, &c);
+    ck_assert_str_eq(c.keys, "team-a/first");
+    /* The writer goes on. */
+    ck_assert_int_eq(cred_create_wait(store, "team-a", "good-1", "file",
+                                      &w[1]),
+                     SG_ERR_OK);
+    list_creds_paged(store, NULL, &c);
+    ck_assert_str_eq(c.keys, "team-a/first,team-a/good-1");
+    for (i = 0; i < 4; i++)
+        cwaiter_clear(&w[i]);
+    sg_store_close(store);
+}
+END_TEST
+
+/* A database at version 2 gets the credentials table at open, and its
+   sandboxes stay. */
+START_TEST(test_migration_0003_upgrade)
+{
+    struct sg_sandbox_row row = mkrow("sb-1", "alice", "");
+    struct sg_sandbox_row *got;
+    struct cwaiter w = CWAITER_INIT;
+    struct sg_store *store;
+    char path[256];
+    sqlite3 *raw;
+
+    new_db_path(path, sizeof(path));
+    store = open_path(path);
+    create_ok(store, &row);
+    sg_store_close(store);
+    raw = raw_open(path);
+    raw_exec(raw, "DELETE FROM schema_migrations WHERE version = 3;"
+                  "DROP TABLE credentials");
+    raw_close(raw);
+
+    store = open_path(path);
+    ck_assert_uint_eq(sg_store_schema_version(store), 3);
+    got = get_row(store, "sb-1");
+    ck_assert_ptr_nonnull(got);
+    sg_sandbox_row_free(got);
+    ck_assert_int_eq(cred_create_wait(store, "team-a", "git", "env", &w),
+                     SG_ERR_OK);
+    cwaiter_clear(&w);
+    sg_store_close(store);
+}
+END_TEST
+
 /* --- closing ----------------------------------------------------------- */
 
 struct nested {
@@ -2802,6 +3166,8 @@ static Suite *store_suite(void)
     tcase_add_test(ops, test_retention_chunks);
     tcase_add_test(ops, test_retention_config);
     tcase_add_test(ops, test_commit_observer_replace);
+    tcase_add_test(ops, test_credential_create_get_delete);
+    tcase_add_test(ops, test_credential_list_paging);
     suite_add_tcase(s, ops);
 
     tcase_add_unchecked_fixture(schema, base_setup, base_teardown);
@@ -2809,6 +3175,7 @@ static Suite *store_suite(void)
     tcase_add_test(schema, test_migrations_fresh);
     tcase_add_test(schema, test_migrations_reopen);
     tcase_add_test(schema, test_migration_0002_upgrade);
+    tcase_add_test(schema, test_migration_0003_upgrade);
     tcase_add_test(schema, test_migrations_future_refused);
     tcase_add_test(schema, test_data_survives_reopen);
     tcase_add_loop_test(schema, test_config, 0,
@@ -2823,6 +3190,7 @@ static Suite *store_suite(void)
     tcase_add_test(conc, test_busy_exhausted);
     tcase_add_test(conc, test_request_fails_alone);
     tcase_add_test(conc, test_commit_failure_fails_batch);
+    tcase_add_test(conc, test_credential_failed_batch);
     tcase_add_test(conc, test_close_drains_and_refuses);
     suite_add_tcase(s, conc);
 
