@@ -152,6 +152,23 @@ static void host_report_health(const char *driver, const char *name,
     health_sink(service, serving);
 }
 
+static int (*credsrc_sink)(const struct sg_credsrc_ops *ops, char *err,
+                           size_t errsize);
+
+static int host_register_credential_source(const char *driver,
+                                           const struct sg_credsrc_ops *ops,
+                                           char **errmsg)
+{
+    char err[256] = "credential sources from drivers are not accepted here";
+
+    if (credsrc_sink != NULL && ops != NULL &&
+        credsrc_sink(ops, err, sizeof(err)) == 0)
+        return 0;
+    (void)driver;
+    *errmsg = host_strdup(err);
+    return -1;
+}
+
 static void host_init(struct sg_driver_host *host, uv_loop_t *loop)
 {
     host->abi_major = SG_DRIVER_ABI_MAJOR;
@@ -163,6 +180,7 @@ static void host_init(struct sg_driver_host *host, uv_loop_t *loop)
     host->strdup = host_strdup;
     host->log = host_log;
     host->report_health = host_report_health;
+    host->register_credential_source = host_register_credential_source;
 }
 
 /* ------------------------------------------------------------------ */
@@ -397,6 +415,7 @@ struct sg_driver *sg_driver_open(const struct sg_driver_open_args *args,
         return NULL;
     }
     health_sink = args->report_health;
+    credsrc_sink = args->register_credential_source;
     host_init(&drv->host, args->loop);
 
     if (args->plugin_path != NULL) {

@@ -59,6 +59,10 @@ struct sg_driver_open_args {
     /* Where the driver's health reports go ("<driver>/<name>", serving);
        NULL: nowhere. */
     void (*report_health)(const char *service, bool serving);
+    /* Where a driver's credential source goes (0, or -1 with a message
+       into err of errsize bytes); NULL: refused. */
+    int (*register_credential_source)(const struct sg_credsrc_ops *ops,
+                                      char *err, size_t errsize);
 };
 
 /*

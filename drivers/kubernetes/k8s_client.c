@@ -181,8 +181,7 @@ static int b64_value(char ch)
     return -1;
 }
 
-/* Decode standard base64 (whitespace skipped). Returns 0 or -1. */
-static int b64_decode(const char *in, char **out, size_t *len_out)
+int k8s_base64_decode(const char *in, char **out, size_t *len_out)
 {
     size_t n = strlen(in);
     char *o = malloc(n / 4 * 3 + 4);
@@ -397,7 +396,7 @@ static char *kc_path(const char *kubeconfig, const char *p)
 static int kc_data(const char *b64, const char *what, char **out,
                    size_t *len, struct sg_error *err)
 {
-    if (b64_decode(b64, out, len) < 0) {
+    if (k8s_base64_decode(b64, out, len) < 0) {
         /* Never quote the value: it may be key material. */
         sg_error_report(err, SG_ERR_CONFIG,
                         "kubernetes: kubeconfig %s is not valid base64", what);

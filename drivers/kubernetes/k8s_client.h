@@ -76,6 +76,15 @@ struct k8s_client *k8s_client_new(uv_loop_t *loop,
                                   char **namespace_out, struct sg_error *err)
     SG_WARN_UNUSED_RESULT;
 
+/*
+ * Decode standard base64 (whitespace skipped) into *out, malloc'd with a
+ * NUL after *len_out bytes; the caller wipes (explicit_bzero) and frees
+ * it: Secret data and kubeconfig keys pass through here. 0, or -1 when in
+ * is not base64 or memory is out.
+ */
+int k8s_base64_decode(const char *in, char **out, size_t *len_out)
+    SG_WARN_UNUSED_RESULT;
+
 /* Start a request. Returns a handle (valid until done runs or the call is
    cancelled), or NULL when it could not start (done never runs). */
 struct k8s_call *k8s_client_start(struct k8s_client *c,

@@ -33,6 +33,7 @@
 #include "k8s_informer.h"
 #include "k8s_objects.h"
 #include "k8s_pools.h"
+#include "k8s_secrets.h"
 #include "strmap.h"
 
 #include <errno.h>
@@ -1150,6 +1151,34 @@ static void pool_ready(void *opaque, const char *ns, const char *name,
     drv->host->report_health(DRIVER_NAME, what, ready > 0);
 }
 
+/*
+ * Offer "kubernetes-secret" to the gateway, resolved through our client.
+ * A gateway that refuses it keeps its own placeholder (references
+ * validate; resolving them fails): logged, not fatal. -1 when out of
+ * memory.
+ */
+static int offer_secrets(struct kd_driver *drv)
+{
+    const struct sg_driver_host *host = drv->host;
+    char *msg = NULL;
+
+    if (host->abi_minor < 2 || host->register_credential_source == NULL)
+        return 0;
+    if (k8s_secrets_start(drv->loop, drv->client,
+                          drv->settings.request_timeout_ms) < 0)
+        return -1;
+    if (host->register_credential_source(DRIVER_NAME, k8s_secrets_ops(),
+                                         &msg) < 0) {
+        LOG(drv, SG_DRIVER_LOG_WARN,
+            "kubernetes-secret credentials are not resolved through this "
+            "driver: %s",
+            msg != NULL ? msg : "refused");
+        host->free(msg);
+        k8s_secrets_stop();
+    }
+    return 0;
+}
+
 /* ---- ops ---- */
 
 static int kd_open(void *priv, const struct sg_driver_host *host,
@@ -1202,6 +1231,10 @@ static int kd_open(void *priv, const struct sg_driver_host *host,
         ns_load(drv);
         ns_add(drv, drv->settings.default_namespace, true);
     }
+    if (offer_secrets(drv) < 0) {
+        sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
+        goto error;
+    }
     drv->pools = k8s_pools_new(drv->loop, host, drv->client, &drv->settings,
                                drv->settings.default_namespace, pool_ready,
                                drv);
@@ -1219,6 +1252,7 @@ static int kd_open(void *priv, const struct sg_driver_host *host,
     *errmsg = host->strdup(err.message);
     sg_error_reset(&err);
     free(ns);
+    k8s_secrets_stop();
     k8s_pools_close(drv->pools);
     drv->pools = NULL;
     k8s_events_close(drv->events);
@@ -1261,6 +1295,7 @@ static void kd_close(void *priv)
         }
         free(ns);
     }
+    k8s_secrets_stop();
     k8s_pools_close(drv->pools);
     drv->pools = NULL;
     k8s_events_close(drv->events);

@@ -87,6 +87,8 @@ enum sg_driver_log_level {
  * What the gateway gives a driver. Lives from before open until after
  * close. Appended to at the end only, like the ops table.
  */
+struct sg_credsrc_ops;
+
 struct sg_driver_host {
     uint32_t abi_major;
     uint32_t abi_minor;
@@ -109,6 +111,17 @@ struct sg_driver_host {
      * first report of a name creates it. Loop thread.
      */
     void (*report_health)(const char *driver, const char *name, bool serving);
+    /*
+     * Offer a credential source the driver implements on the credential
+     * source ABI (include/sandgate/credential_source.h), e.g.
+     * "kubernetes-secret" read through the driver's own API client; it
+     * takes the place of the gateway's placeholder of that kind. 0, or -1
+     * with *errmsg (host-allocated) when the gateway refuses it. From
+     * open only; ops must stay valid until close.
+     */
+    int (*register_credential_source)(const char *driver,
+                                      const struct sg_credsrc_ops *ops,
+                                      char **errmsg);
 };
 
 /*
