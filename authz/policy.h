@@ -182,15 +182,17 @@ int sg_policy_check_create(const struct sg_policy *p,
                            struct sg_error *err);
 
 /*
- * May a credential record that id manages under permission (e.g.
- * "credentials.create") hold a reference to this source? True when one
- * applicable role grants permission and has a credentials.sources entry
- * whose kind, namespace, name and key globs all match (NULL is ""; a glob
- * the entry leaves out matches only ""). id NULL: false.
+ * May a credential record of tenant that id manages under permission
+ * (e.g. "credentials.create") hold a reference to this source? True when
+ * one applicable role grants permission, allows tenant (NULL: any) and has
+ * a credentials.sources entry whose kind, namespace, name and key globs
+ * all match (NULL is ""; a glob the entry leaves out matches only ""): one
+ * role for all of it, as everywhere else. id NULL: false.
  */
 bool sg_policy_allows_credential_source(const struct sg_policy *p,
                                         const struct sg_identity *id,
                                         const char *permission,
+                                        const char *tenant,
                                         const char *kind, const char *ns,
                                         const char *name, const char *key);
 

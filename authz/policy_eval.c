@@ -206,6 +206,7 @@ bool sg_policy_allows_object(const struct sg_policy *p,
 bool sg_policy_allows_credential_source(const struct sg_policy *p,
                                         const struct sg_identity *id,
                                         const char *permission,
+                                        const char *tenant,
                                         const char *kind, const char *ns,
                                         const char *name, const char *key)
 {
@@ -219,7 +220,8 @@ bool sg_policy_allows_credential_source(const struct sg_policy *p,
     idx = sg_policy_perm_index(p, permission);
     for (r = next_role(p, &set, &pos); r != NULL;
          r = next_role(p, &set, &pos)) {
-        if (role_reach(r, idx, permission) == SG_REACH_NONE)
+        if (role_reach(r, idx, permission) == SG_REACH_NONE ||
+            (tenant != NULL && !sg_glob_list_allows(&r->tenants, tenant)))
             continue;
         for (size_t i = 0; i < r->n_sources; i++) {
             const struct sg_policy_source *s = &r->sources[i];

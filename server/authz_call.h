@@ -59,6 +59,30 @@ int sg_authz_check_create(struct sg_call *call,
                           const struct sg_authz_create *req,
                           struct sg_error *err);
 
+/*
+ * The tenant scope of a create that has no placement (a credential
+ * record): one applicable role granting rule->permission must allow
+ * tenant. 0, or -1 with err set to PERMISSION_DENIED naming field
+ * ("credential.tenant: tenant 'x' is not allowed"). Not audited here.
+ */
+int sg_authz_check_tenant(struct sg_call *call,
+                          const struct sg_authz_rule *rule, const char *field,
+                          const char *tenant, struct sg_error *err);
+
+/*
+ * The credential scope: may a record of tenant managed under
+ * rule->permission hold a reference of kind (for kubernetes-secret:
+ * Secret ns/name, key; NULL otherwise)? The role that allows the source
+ * must allow the tenant too. 0, or -1 with err set to PERMISSION_DENIED
+ * naming the field ("credential.source.kind: ..." or, for a Secret,
+ * "credential.source.ref: ..."). Not audited here.
+ */
+int sg_authz_check_credential_source(struct sg_call *call,
+                                     const struct sg_authz_rule *rule,
+                                     const char *tenant, const char *kind,
+                                     const char *ns, const char *name,
+                                     const char *key, struct sg_error *err);
+
 /* The widest reach of rule's permission for the caller. */
 enum sg_reach sg_authz_reach(struct sg_call *call,
                              const struct sg_authz_rule *rule);
@@ -105,5 +129,17 @@ void sg_authz_audit_outcome(struct sg_call *call,
                             const struct sg_authz_rule *rule,
                             const struct sg_authz_audit_facts *facts,
                             const struct sg_error *err);
+
+/*
+ * Audit a resolution of a credential reference (whatever rule->audit
+ * says: every resolution is audited): who, which record (facts), which
+ * reference (description, never material) and the outcome (err NULL or
+ * unset: resolved).
+ */
+void sg_authz_audit_resolution(struct sg_call *call,
+                               const struct sg_authz_rule *rule,
+                               const struct sg_authz_audit_facts *facts,
+                               const char *description,
+                               const struct sg_error *err);
 
 #endif /* SG_SERVER_AUTHZ_CALL_H */

@@ -9,18 +9,22 @@
  * THREAD SAFETY: set up before the server starts, then only read; the
  * members are themselves safe to use from request threads as their
  * headers say (store: any thread; driver: validate/describe only;
- * reconciler: kick only; events: add and the subscriber calls).
+ * reconciler: kick only; events: add and the subscriber calls;
+ * credentials: everything but new/free; cred_checker: submit).
  */
 #ifndef SG_GATEWAY_H
 #define SG_GATEWAY_H
 
 #include "internal.h"
 #include "authz.h"
+#include "credsrc.h"
 #include "driver.h"
 #include "event_hub.h"
 #include "reconciler.h"
 #include "store.h"
 #include "validate.h"
+
+struct sg_cred_checker; /* svc_credentials.h */
 
 struct sg_gateway {
     struct sg_store *store;
@@ -33,6 +37,11 @@ struct sg_gateway {
     /* Fan-out of committed events to WatchEvents streams; NULL in tests
        that serve without it (EventService then answers UNIMPLEMENTED). */
     struct sg_event_hub *events;
+    /* Credential sources, and the threads that run CheckCredential's
+       resolutions; NULL in tests that serve without them
+       (CredentialService then answers UNIMPLEMENTED). */
+    struct sg_credsrc_registry *credentials;
+    struct sg_cred_checker *cred_checker;
 };
 
 #endif /* SG_GATEWAY_H */

@@ -18,6 +18,7 @@
 #include "authz_call.h"
 #include "services.h"
 #include "server_config.h"
+#include "svc_credentials.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +30,7 @@
 
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
+#include <jansson.h>
 #include <uv.h>
 
 SG_LOG_INIT("main");
@@ -179,6 +181,9 @@ static int ensure_data_dir(const char *dir, struct sg_error *err)
  */
 static void stop_gateway(struct sg_gateway *gw)
 {
+    /* Queued checks are answered (their calls hold references). */
+    sg_cred_checker_stop(gw->cred_checker);
+    gw->cred_checker = NULL;
     sg_authz_stop(gw->authz);
     sg_reconciler_stop(gw->reconciler);
     if (gw->driver)
@@ -201,6 +206,104 @@ static void free_gateway(struct sg_gateway *gw)
     gw->driver = NULL;
     sg_event_hub_free(gw->events);
     gw->events = NULL;
+    sg_credsrc_registry_free(gw->credentials);
+    gw->credentials = NULL;
+}
+
+/*
+ * The credential sources from credentials.* (the lists are JSON text,
+ * checked when the config was loaded), and the threads CheckCredential
+ * resolves on.
+ */
+static int open_credentials(struct sg_gateway *gw, const struct sg_config *cfg,
+                            struct sg_error *err)
+{
+    json_t *dirs = NULL, *plugins = NULL;
+    const char **dir_list = NULL;
+    struct sg_credsrc_plugin_config *plugin_list = NULL;
+    char **settings = NULL;
+    struct sg_credsrc_config cc = {.env_prefix = cfg->credentials_env_prefix};
+    size_t n_dirs = 0, n_plugins = 0, i;
+    json_t *item;
+    int ret = -1;
+
+    if (cfg->credentials_file_directories)
+        dirs = json_loads(cfg->credentials_file_directories, 0, NULL);
+    if (cfg->credentials_plugins)
+        plugins = json_loads(cfg->credentials_plugins, 0, NULL);
+    n_dirs = json_array_size(dirs);
+    n_plugins = json_array_size(plugins);
+    dir_list = calloc(n_dirs + 1, sizeof(*dir_list));
+    plugin_list = calloc(n_plugins + 1, sizeof(*plugin_list));
+    settings = calloc(n_plugins + 1, sizeof(*settings));
+    if (!dir_list || !plugin_list || !settings ||
+        (cfg->credentials_file_directories && !dirs) ||
+        (cfg->credentials_plugins && !plugins)) {
+        sg_error_report(err, SG_ERR_NO_MEMORY,
+                        "out of memory reading credentials.*");
+        goto cleanup;
+    }
+    json_array_foreach(dirs, i, item)
+        dir_list[i] = json_string_value(item);
+    json_array_foreach(plugins, i, item) {
+        json_t *st = json_object_get(item, "settings");
+
+        plugin_list[i].path = json_string_value(json_object_get(item, "path"));
+        if (json_is_object(st)) {
+            settings[i] = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
+            if (!settings[i]) {
+                sg_error_report(err, SG_ERR_NO_MEMORY,
+                                "out of memory reading credentials.plugins");
+                goto cleanup;
+            }
+        }
+        plugin_list[i].settings_json = settings[i];
+    }
+    cc.file_directories = dir_list;
+    cc.n_file_directories = n_dirs;
+    cc.plugins = plugin_list;
+    cc.n_plugins = n_plugins;
+    gw->credentials = sg_credsrc_registry_new(&cc, err);
+    if (!gw->credentials)
+        goto cleanup;
+    gw->cred_checker = sg_cred_checker_start(gw->credentials, 0, err);
+    if (!gw->cred_checker)
+        goto cleanup;
+    SG_INFO("credential sources: %zu file directories, env prefix %s, "
+            "%zu plugins",
+            n_dirs,
+            cfg->credentials_env_prefix ? cfg->credentials_env_prefix
+                                        : "(none)",
+            n_plugins);
+    ret = 0;
+
+ cleanup:
+    for (i = 0; settings && i < n_plugins; i++)
+        free(settings[i]);
+    free(settings);
+    free(plugin_list);
+    free(dir_list);
+    json_decref(plugins);
+    json_decref(dirs);
+    return ret;
+}
+
+/* The registry a driver's credential source joins (drivers/driver.h):
+   one gateway, one registry, set before the driver opens. */
+static struct sg_credsrc_registry *driver_credsrc_registry;
+
+static int driver_credential_source(const struct sg_credsrc_ops *ops,
+                                    char *msg, size_t size)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    int rc = sg_credsrc_register(driver_credsrc_registry, ops, "{}", &err);
+
+    if (rc < 0)
+        snprintf(msg, size, "%s", err.message);
+    else
+        SG_INFO("credential source '%s' is the driver's", ops->name);
+    sg_error_reset(&err);
+    return rc;
 }
 
 /* The event hub judges open streams by the policy in force. */
@@ -262,6 +365,7 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
         .state_dir = state_dir,
         .loop = &d->loop,
         .report_health = sg_health_report,
+        .register_credential_source = driver_credential_source,
     };
     struct sg_reconciler_config rc = {0};
 
@@ -270,7 +374,7 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
     snprintf(state_dir, sizeof(state_dir), "%s/drivers/%s", cfg->data_dir,
              cfg->driver_plugin ? "plugin" : cfg->driver_name);
     gw->limits = sg_validate_limits_default();
-    if (open_authz(d, err) < 0)
+    if (open_authz(d, err) < 0 || open_credentials(gw, cfg, err) < 0)
         return -1;
     gw->store = sg_store_open(&sc, err);
     if (!gw->store)
@@ -281,6 +385,7 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
     gw->events = sg_event_hub_new(&hc, err);
     if (!gw->events)
         return -1;
+    driver_credsrc_registry = gw->credentials;
     gw->driver = sg_driver_open(&da, err);
     if (!gw->driver)
         return -1;

@@ -45,6 +45,8 @@ enum cfg_kind {
     CFG_LISTENERS,   /* the listeners array of struct sg_config */
     CFG_CHOICE,      /* char *, one of cfg_key.choices */
     CFG_JSON,        /* char *, compact JSON text of a mapping */
+    CFG_JSON_LIST,   /* char *, compact JSON text of a sequence, each item
+                        checked by cfg_key.check_item */
 };
 
 /* What a value of each kind must look like, for "expected X, got Y". */
@@ -60,6 +62,7 @@ static const char *const kind_expected[] = {
     [CFG_LISTENERS] = "a sequence",
     [CFG_CHOICE] = "a string",
     [CFG_JSON] = "a mapping",
+    [CFG_JSON_LIST] = "a sequence",
 };
 
 struct cfg_key {
@@ -73,6 +76,8 @@ struct cfg_key {
     bool required;             /* strings: must be set */
     const char *env;           /* variable suffix if not derived from path */
     const char *const *choices; /* CFG_CHOICE: NULL-terminated values */
+    /* CFG_JSON_LIST: NULL, or a description of what is wrong with item */
+    const char *(*check_item)(const json_t *item);
 };
 
 /* offsetof, refusing to compile when the field's type does not match. */
@@ -106,6 +111,39 @@ static const char *const durabilities[] = {"full", "normal", NULL};
 #define KIB 1024ULL
 #define MIB (1024ULL * KIB)
 #define GIB (1024ULL * MIB)
+
+/* credentials.file_directories: absolute paths. */
+static const char *check_directory_item(const json_t *item)
+{
+    const char *s = json_string_value(item);
+
+    if (s == NULL)
+        return "expected a string";
+    if (s[0] != '/')
+        return "must be an absolute path";
+    return NULL;
+}
+
+/* credentials.plugins: {path: absolute, settings: mapping} only. */
+static const char *check_plugin_item(const json_t *item)
+{
+    const char *key;
+    json_t *v;
+    const char *path = json_string_value(json_object_get(item, "path"));
+
+    if (!json_is_object(item))
+        return "expected a mapping with path and settings";
+    json_object_foreach((json_t *)item, key, v) {
+        if (STRNEQ(key, "path") && STRNEQ(key, "settings"))
+            return "unknown key (path and settings are)";
+    }
+    if (path == NULL || path[0] != '/')
+        return "path: must be an absolute path";
+    v = json_object_get(item, "settings");
+    if (v != NULL && !json_is_object(v) && !json_is_null(v))
+        return "settings: expected a mapping";
+    return NULL;
+}
 
 /*
  * Every setting. Integer limits stay within INT_MAX because gRPC channel
@@ -187,6 +225,16 @@ static const struct cfg_key config_keys[] = {
     CFG_SIZE_KEY("auth.audit.max_bytes", audit_max_bytes, 100 * MIB, 0,
                  1024 * GIB),
     CFG_UINT_KEY("auth.audit.max_files", audit_max_files, 5, 1, 1000),
+
+    {.path = "credentials.file_directories", .kind = CFG_JSON_LIST,
+     .offset = CFG_OFFSET(struct sg_config, credentials_file_directories,
+                          char *),
+     .check_item = check_directory_item},
+    CFG_STRING_KEY(struct sg_config, "credentials.env_prefix", CFG_STRING,
+                   credentials_env_prefix, NULL, false),
+    {.path = "credentials.plugins", .kind = CFG_JSON_LIST,
+     .offset = CFG_OFFSET(struct sg_config, credentials_plugins, char *),
+     .check_item = check_plugin_item},
 };
 
 /* The keys of one item of "listeners". */
@@ -492,7 +540,8 @@ static unsigned long long get_number(const void *base, const struct cfg_key *k)
 static bool kind_is_string(enum cfg_kind kind)
 {
     return kind == CFG_STRING || kind == CFG_ADDRESS ||
-           kind == CFG_LOG_FILTERS || kind == CFG_CHOICE || kind == CFG_JSON;
+           kind == CFG_LOG_FILTERS || kind == CFG_CHOICE || kind == CFG_JSON ||
+           kind == CFG_JSON_LIST;
 }
 
 /* Range of an integer. Returns 0 or -1 with err set. */
@@ -601,6 +650,31 @@ static int set_json(void *base, const struct cfg_key *k, const json_t *obj,
 }
 
 /* Store a JSON object given as text (an environment variable). */
+/* A sequence for k: every item passes k->check_item; stored as JSON. */
+static int set_json_list(void *base, const struct cfg_key *k,
+                         const json_t *arr, const struct cfg_loc *loc,
+                         struct sg_error *err)
+{
+    size_t i;
+    json_t *item;
+
+    if (!json_is_array(arr)) {
+        cfg_error(loc, err, "expected a sequence");
+        return -1;
+    }
+    json_array_foreach(arr, i, item) {
+        const char *why = k->check_item ? k->check_item(item) : NULL;
+
+        if (why != NULL) {
+            cfg_error(loc, err, "item %zu: %s", i, why);
+            return -1;
+        }
+    }
+    if (json_array_size(arr) == 0)
+        return set_string(base, k, NULL, err);
+    return set_json(base, k, arr, err);
+}
+
 static int set_json_text(void *base, const struct cfg_key *k,
                          const char *text, const struct cfg_loc *loc,
                          struct sg_error *err)
@@ -667,6 +741,23 @@ static int set_scalar(void *base, const struct cfg_key *k, const char *text,
         if (is_null)
             return set_string(base, k, NULL, err);
         return set_json_text(base, k, text, loc, err);
+    case CFG_JSON_LIST: {
+        /* From the environment: the sequence as JSON text. */
+        json_error_t jerr;
+        json_t *arr;
+        int ret;
+
+        if (is_null)
+            return set_string(base, k, NULL, err);
+        arr = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+        if (arr == NULL) {
+            cfg_error(loc, err, "expected a JSON array: %s", jerr.text);
+            return -1;
+        }
+        ret = set_json_list(base, k, arr, loc, err);
+        json_decref(arr);
+        return ret;
+    }
     case CFG_STRING:
     case CFG_ADDRESS:
     case CFG_LOG_FILTERS:
@@ -994,12 +1085,36 @@ static int load_json(struct cfg_loader *ld, const struct cfg_key *k,
     return ret;
 }
 
+static int load_json_list(struct cfg_loader *ld, const struct cfg_key *k,
+                          void *base, yaml_node_t *node,
+                          const struct cfg_loc *loc)
+{
+    json_t *arr;
+    int ret;
+
+    if (sg_yaml_is_null(node))
+        return set_string(base, k, NULL, ld->err);
+    if (node->type != YAML_SEQUENCE_NODE) {
+        cfg_error(loc, ld->err, "expected a sequence, got a %s",
+                  sg_yaml_kind_name(node));
+        return -1;
+    }
+    arr = yaml_to_json(ld, node, loc);
+    if (arr == NULL)
+        return -1;
+    ret = set_json_list(base, k, arr, loc, ld->err);
+    json_decref(arr);
+    return ret;
+}
+
 static int load_value(struct cfg_loader *ld, const struct cfg_key *k,
                       void *base, yaml_node_t *node,
                       const struct cfg_loc *loc)
 {
     if (k->kind == CFG_LISTENERS)
         return load_listeners(ld, node, loc);
+    if (k->kind == CFG_JSON_LIST)
+        return load_json_list(ld, k, base, node, loc);
     if (k->kind == CFG_JSON)
         return load_json(ld, k, base, node, loc);
     if (node->type != YAML_SCALAR_NODE) {

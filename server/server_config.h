@@ -90,6 +90,15 @@ struct sg_config {
     char *audit_file;                  /* NULL: off; "-": stdout */
     size_t audit_max_bytes;            /* rotate past this; 100 MiB */
     unsigned audit_max_files;          /* rotated files kept; 5 */
+
+    /* credentials: (docs/CREDENTIALS.md) */
+    /* JSON array text of absolute directories the file source may read
+       under, or NULL (none: it refuses every reference). */
+    char *credentials_file_directories;
+    char *credentials_env_prefix;      /* NULL: the env source refuses all */
+    /* JSON array text of {"path": absolute .so, "settings": {...}}, or
+       NULL (no plugins: the loader stays off). */
+    char *credentials_plugins;
 };
 
 /* A config holding every default. NULL only when out of memory. */

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include "services.h"
+#include "svc_credentials.h"
 #include "svc_events.h"
 #include "svc_sandbox.h"
 
@@ -43,16 +44,16 @@ static const struct sg_method sandbox_methods[] = {
 };
 
 static const struct sg_method credential_methods[] = {
-    METHOD("CredentialService", "CreateCredential", SG_METHOD_UNARY,
-           create_credential_request),
-    METHOD("CredentialService", "GetCredential", SG_METHOD_UNARY,
-           get_credential_request),
-    METHOD("CredentialService", "ListCredentials", SG_METHOD_UNARY,
-           list_credentials_request),
-    METHOD("CredentialService", "DeleteCredential", SG_METHOD_UNARY,
-           delete_credential_request),
-    METHOD("CredentialService", "CheckCredential", SG_METHOD_UNARY,
-           check_credential_request),
+    HANDLED("CredentialService", "CreateCredential", SG_METHOD_UNARY,
+            create_credential_request, sg_svc_create_credential),
+    HANDLED("CredentialService", "GetCredential", SG_METHOD_UNARY,
+            get_credential_request, sg_svc_get_credential),
+    HANDLED("CredentialService", "ListCredentials", SG_METHOD_UNARY,
+            list_credentials_request, sg_svc_list_credentials),
+    HANDLED("CredentialService", "DeleteCredential", SG_METHOD_UNARY,
+            delete_credential_request, sg_svc_delete_credential),
+    HANDLED("CredentialService", "CheckCredential", SG_METHOD_UNARY,
+            check_credential_request, sg_svc_check_credential),
 };
 
 static const struct sg_method event_methods[] = {

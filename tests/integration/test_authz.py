@@ -95,32 +95,37 @@ OPEN = 'DEADLINE_EXCEEDED'
 # an allowed delete changes the row's target.
 COLUMNS = ['CreateSandbox', 'GetSandbox', 'ListSandboxes', 'StreamSandboxLogs',
            'ExecSandbox', 'CreateCredential', 'GetCredential', 'ListCredentials',
-           'DeleteCredential', 'CheckCredential', 'WatchEvents', 'ListEvents',
+           'CheckCredential', 'DeleteCredential', 'WatchEvents', 'ListEvents',
            'DeleteSandbox']
 
-# The target of a row is a fresh sandbox that 'owner' created in team-a.
-# The create a row sends is its principal's forbidden request (FORBIDDEN
-# below), else a plain one in team-a. Logs, exec and credentials are not
-# built: past authentication they answer UNIMPLEMENTED. Events are: a role
-# without events.* is refused, any other watches (OPEN) and lists, each
-# event filtered by what it may see (test_events.py checks that).
+# The target of a row is a fresh sandbox that 'owner' created in team-a,
+# and a fresh credential record (env source) that 'controller' created in
+# team-a. The create a row sends is its principal's forbidden request
+# (FORBIDDEN below), else a plain one in team-a. Logs and exec are not
+# built: past authentication they answer UNIMPLEMENTED. A credential
+# create needs the tenant and a credentials.sources entry (only the
+# controller has one); get, check and delete of a record the caller may
+# not see are NOT_FOUND; check also needs the source scope (tenant-admin
+# may see the record but has no sources: PERMISSION_DENIED). Events are: a
+# role without events.* is refused, any other watches (OPEN) and lists,
+# each event filtered by what it may see (test_events.py checks that).
 #
-#                Create Get List  Logs Exec  CCre CGet CLst CDel CChk Watch LEv  Delete
+#                Create Get List  Logs Exec  CCre CGet CLst CChk CDel Watch LEv  Delete
 MATRIX = {
     'anonymous':    (U,  U,  U,     U,  U,    U,  U,  U,  U,  U,    U,    U,  U),
     'garbage':      (U,  U,  U,     U,  U,    U,  U,  U,  U,  U,    U,    U,  U),
     'expired':      (U,  U,  U,     U,  U,    U,  U,  U,  U,  U,    U,    U,  U),
-    'norole':       (PD, PD, PD,    UI, UI,   UI, UI, UI, UI, UI,   PD,   PD, PD),
-    'outsider':     (PD, NF, BLIND, UI, UI,   UI, UI, UI, UI, UI,   OPEN, OK, NF),
-    'ns_scope':     (PD, NF, BLIND, UI, UI,   UI, UI, UI, UI, UI,   PD,   PD, NF),
-    'sa_scope':     (PD, NF, BLIND, UI, UI,   UI, UI, UI, UI, UI,   PD,   PD, NF),
-    'field_scope':  (PD, NF, BLIND, UI, UI,   UI, UI, UI, UI, UI,   PD,   PD, NF),
-    'value_scope':  (PD, NF, BLIND, UI, UI,   UI, UI, UI, UI, UI,   PD,   PD, NF),
-    'cred_scope':   (PD, NF, BLIND, UI, UI,   UI, UI, UI, UI, UI,   PD,   PD, NF),
-    'reader':       (PD, OK, SEES,  UI, UI,   UI, UI, UI, UI, UI,   OPEN, OK, PD),
-    'owner':        (OK, OK, SEES,  UI, UI,   UI, UI, UI, UI, UI,   OPEN, OK, OK),
-    'tenant_admin': (OK, OK, SEES,  UI, UI,   UI, UI, UI, UI, UI,   OPEN, OK, OK),
-    'controller':   (OK, OK, SEES,  UI, UI,   UI, UI, UI, UI, UI,   OPEN, OK, OK),
+    'norole':       (PD, PD, PD,    UI, UI,   PD, PD, PD, PD, PD,   PD,   PD, PD),
+    'outsider':     (PD, NF, BLIND, UI, UI,   PD, NF, OK, NF, NF,   OPEN, OK, NF),
+    'ns_scope':     (PD, NF, BLIND, UI, UI,   PD, PD, PD, PD, PD,   PD,   PD, NF),
+    'sa_scope':     (PD, NF, BLIND, UI, UI,   PD, PD, PD, PD, PD,   PD,   PD, NF),
+    'field_scope':  (PD, NF, BLIND, UI, UI,   PD, PD, PD, PD, PD,   PD,   PD, NF),
+    'value_scope':  (PD, NF, BLIND, UI, UI,   PD, PD, PD, PD, PD,   PD,   PD, NF),
+    'cred_scope':   (PD, NF, BLIND, UI, UI,   PD, PD, PD, PD, PD,   PD,   PD, NF),
+    'reader':       (PD, OK, SEES,  UI, UI,   PD, OK, OK, PD, PD,   OPEN, OK, PD),
+    'owner':        (OK, OK, SEES,  UI, UI,   PD, NF, OK, NF, NF,   OPEN, OK, OK),
+    'tenant_admin': (OK, OK, SEES,  UI, UI,   PD, OK, OK, PD, OK,   OPEN, OK, OK),
+    'controller':   (OK, OK, SEES,  UI, UI,   OK, OK, OK, OK, OK,   OPEN, OK, OK),
 }
 
 # The create each scope principal sends in the matrix, the text its
@@ -152,21 +157,22 @@ ALLOWED = {
     'cred_scope': ({'credentials': [{'credential': 'team-a-git', 'env': 'TOKEN'}]}, UI),
 }
 
+# Each body gets the row's target sandbox id and credential name.
 OBJECT_BODIES = {
-    'GetSandbox': lambda sid: {'id': sid},
-    'DeleteSandbox': lambda sid: {'id': sid},
-    'StreamSandboxLogs': lambda sid: {'id': sid},
-    'ExecSandbox': lambda sid: {'start': {'id': sid, 'command': ['true']}},
-    'ListSandboxes': lambda sid: {'pageSize': 1000},
-    'CreateCredential': lambda sid: {'credential': {
-        'name': 'team-a-git', 'tenant': TENANT,
+    'GetSandbox': lambda sid, cred: {'id': sid},
+    'DeleteSandbox': lambda sid, cred: {'id': sid},
+    'StreamSandboxLogs': lambda sid, cred: {'id': sid},
+    'ExecSandbox': lambda sid, cred: {'start': {'id': sid, 'command': ['true']}},
+    'ListSandboxes': lambda sid, cred: {'pageSize': 1000},
+    'CreateCredential': lambda sid, cred: {'credential': {
+        'name': uname('cred'), 'tenant': TENANT,
         'source': {'kind': 'env', 'ref': {'name': 'GIT_TOKEN'}}}},
-    'GetCredential': lambda sid: {'name': 'team-a-git', 'tenant': TENANT},
-    'ListCredentials': lambda sid: {},
-    'DeleteCredential': lambda sid: {'name': 'team-a-git', 'tenant': TENANT},
-    'CheckCredential': lambda sid: {'name': 'team-a-git', 'tenant': TENANT},
-    'WatchEvents': lambda sid: {},
-    'ListEvents': lambda sid: {},
+    'GetCredential': lambda sid, cred: {'name': cred, 'tenant': TENANT},
+    'ListCredentials': lambda sid, cred: {},
+    'DeleteCredential': lambda sid, cred: {'name': cred, 'tenant': TENANT},
+    'CheckCredential': lambda sid, cred: {'name': cred, 'tenant': TENANT},
+    'WatchEvents': lambda sid, cred: {},
+    'ListEvents': lambda sid, cred: {},
 }
 
 
@@ -191,7 +197,9 @@ class _AuthzBase(DaemonTestCase):
         cls.policy = policy([cls.issuer], ROLES, bind_subjects(ISS, ROLE_OF))
         cls.daemon = cls.start_class_daemon(
             driver='noop', policy=cls.policy, audit=True,
-            auth={'gateway_namespace': GATEWAY_NS})
+            auth={'gateway_namespace': GATEWAY_NS},
+            config={'credentials': {'env_prefix': 'GIT_'}},
+            env_extra={'GIT_TOKEN': 'matrix-%s' % uuid.uuid4().hex})
         cls.tokens = {sub.replace('-', '_'): cls.issuer.token(sub, lifetime=3600)
                       for sub in list(ROLE_OF) + ['norole']}
         cls.tokens['garbage'] = 'garbage-%s' % uuid.uuid4().hex
@@ -218,6 +226,15 @@ class _AuthzBase(DaemonTestCase):
         name, out = self.create(principal, **kw)
         self.assertEqual(out.code, OK, 'setup create as %s: %r' % (principal, out))
         return out.response
+
+    def must_create_credential(self):
+        """A fresh env credential in team-a, created by the controller."""
+        name = uname('cred')
+        out = rpcs.invoke(self.chan('controller'), 'CreateCredential', {'credential': {
+            'name': name, 'tenant': TENANT,
+            'source': {'kind': 'env', 'ref': {'name': 'GIT_TOKEN'}}}})
+        self.assertEqual(out.code, OK, 'setup credential create: %r' % out)
+        return name
 
     def list_ids(self, principal, **filters):
         ids, token = [], ''
@@ -248,6 +265,7 @@ class MatrixTest(_AuthzBase):
         target_of = {}
         for principal, row in MATRIX.items():
             target = self.must_create('owner')
+            cred = self.must_create_credential()
             made[target.name] = target.id
             target_of[principal] = target
             ch = self.chan(principal)
@@ -263,7 +281,7 @@ class MatrixTest(_AuthzBase):
                 else:
                     # An authorized watch never ends by itself: a short
                     # deadline tells it from a refusal.
-                    out = rpcs.invoke(ch, rpc, OBJECT_BODIES[rpc](target.id),
+                    out = rpcs.invoke(ch, rpc, OBJECT_BODIES[rpc](target.id, cred),
                                       timeout=env.scaled(1.5 if rpc == 'WatchEvents' else 5))
                 got = out.code
                 if rpc == 'ListSandboxes' and got == OK:
@@ -575,8 +593,8 @@ class ProbeTest(_AuthzBase):
             ch = self.chan(prober)
             for rpc in ('GetSandbox', 'DeleteSandbox', 'StreamSandboxLogs', 'ExecSandbox'):
                 with self.subTest(prober=prober, rpc=rpc):
-                    a = rpcs.invoke(ch, rpc, OBJECT_BODIES[rpc](hidden.id))
-                    b = rpcs.invoke(ch, rpc, OBJECT_BODIES[rpc](missing))
+                    a = rpcs.invoke(ch, rpc, OBJECT_BODIES[rpc](hidden.id, None))
+                    b = rpcs.invoke(ch, rpc, OBJECT_BODIES[rpc](missing, None))
                     if rpc in ('GetSandbox', 'DeleteSandbox'):
                         self.assertEqual(a.code, NF, a)
                     self.assertEqual(_normalized(a, hidden.id), _normalized(b, missing))

@@ -564,11 +564,11 @@ static void check_example(const struct sg_policy *p)
     ck_assert_int_eq(sg_policy_reach(p, dev, "sandboxes.create"),
                      SG_REACH_NONE);
     ck_assert(sg_policy_allows_credential_source(
-        p, ctl, "sandboxes.create", "kubernetes-secret", "sbx-team-a", "git",
-        "token"));
+        p, ctl, "sandboxes.create", NULL, "kubernetes-secret", "sbx-team-a",
+        "git", "token"));
     ck_assert(!sg_policy_allows_credential_source(
-        p, ctl, "sandboxes.create", "kubernetes-secret", "kube-system", "git",
-        "token"));
+        p, ctl, "sandboxes.create", NULL, "kubernetes-secret", "kube-system",
+        "git", "token"));
     sg_identity_unref(ctl);
     sg_identity_unref(sa);
     sg_identity_unref(viewer);
@@ -1454,28 +1454,59 @@ START_TEST(test_credential_sources)
     const char *perm = "credentials.create";
 
     ck_assert(sg_policy_allows_credential_source(
-        p, c, perm, "kubernetes-secret", "sbx-a", "git-1", "token"));
+        p, c, perm, NULL, "kubernetes-secret", "sbx-a", "git-1", "token"));
     ck_assert(!sg_policy_allows_credential_source(
-        p, c, perm, "kubernetes-secret", "sbx-a", "git-1", "password"));
+        p, c, perm, NULL, "kubernetes-secret", "sbx-a", "git-1", "password"));
     ck_assert(!sg_policy_allows_credential_source(
-        p, c, perm, "kubernetes-secret", "default", "git-1", "token"));
+        p, c, perm, NULL, "kubernetes-secret", "default", "git-1", "token"));
     ck_assert(!sg_policy_allows_credential_source(
-        p, c, perm, "vault", "sbx-a", "git-1", "token"));
+        p, c, perm, NULL, "vault", "sbx-a", "git-1", "token"));
     /* Fields the entry leaves out match only the empty value. */
-    ck_assert(sg_policy_allows_credential_source(p, c, perm, "env", NULL,
-                                                 "", NULL));
-    ck_assert(!sg_policy_allows_credential_source(p, c, perm, "env", NULL,
-                                                  "HOME", NULL));
+    ck_assert(sg_policy_allows_credential_source(p, c, perm, NULL, "env",
+                                                 NULL, "", NULL));
+    ck_assert(!sg_policy_allows_credential_source(p, c, perm, NULL, "env",
+                                                  NULL, "HOME", NULL));
     /* The permission must be granted by the role holding the entry. */
     ck_assert(!sg_policy_allows_credential_source(
-        p, c, "sandboxes.get", "kubernetes-secret", "sbx-a", "git-1",
+        p, c, "sandboxes.get", NULL, "kubernetes-secret", "sbx-a", "git-1",
         "token"));
-    ck_assert(!sg_policy_allows_credential_source(p, n, perm, "env", NULL,
-                                                  NULL, NULL));
-    ck_assert(!sg_policy_allows_credential_source(p, NULL, perm, "env",
+    ck_assert(!sg_policy_allows_credential_source(p, n, perm, NULL, "env",
+                                                  NULL, NULL, NULL));
+    ck_assert(!sg_policy_allows_credential_source(p, NULL, perm, NULL, "env",
                                                   NULL, NULL, NULL));
     sg_identity_unref(c);
     sg_identity_unref(n);
+    sg_policy_unref(p);
+}
+END_TEST
+
+/* The tenant of one role and the source of another do not add up. */
+START_TEST(test_credential_source_and_tenant_in_one_role)
+{
+    struct sg_policy *p = load_text(
+        "roles:\n"
+        "  team-a:\n"
+        "    operations: [{permissions: [\"credentials.*\"]}]\n"
+        "    tenants: [team-a]\n"
+        "  secrets-of-b:\n"
+        "    operations: [{permissions: [\"credentials.*\"]}]\n"
+        "    tenants: [team-b]\n"
+        "    credentials:\n"
+        "      sources: [{kind: kubernetes-secret, namespace: \"*\", name: "
+        "\"*\", key: \"*\"}]\n"
+        "bindings:\n"
+        "  - roles: [team-a, secrets-of-b]\n"
+        "    subjects: [{token: u}]\n");
+    struct sg_identity *u = make_token("u");
+    const char *perm = "credentials.create";
+
+    ck_assert(!sg_policy_allows_credential_source(
+        p, u, perm, "team-a", "kubernetes-secret", "ns", "s", "k"));
+    ck_assert(sg_policy_allows_credential_source(
+        p, u, perm, "team-b", "kubernetes-secret", "ns", "s", "k"));
+    ck_assert(sg_policy_allows_credential_source(
+        p, u, perm, NULL, "kubernetes-secret", "ns", "s", "k"));
+    sg_identity_unref(u);
     sg_policy_unref(p);
 }
 END_TEST
@@ -1785,6 +1816,7 @@ static Suite *make_suite(void)
     tcase_add_test(eval, test_message_quoting);
     tcase_add_test(eval, test_permission_globs);
     tcase_add_test(eval, test_credential_sources);
+    tcase_add_test(eval, test_credential_source_and_tenant_in_one_role);
     suite_add_tcase(s, eval);
     return s;
 }
