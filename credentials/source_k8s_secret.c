@@ -12,6 +12,8 @@
 
 #include "sources.h"
 
+#include "k8s_names.h"
+
 #define DNS_LABEL_MAX 63
 #define DNS_SUBDOMAIN_MAX 253
 #define SECRET_KEY_MAX 253
@@ -22,60 +24,6 @@ struct k8s_src {
 };
 
 static const char *const ref_keys[] = {"namespace", "name", "key"};
-
-static bool is_alnum_lower(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-/* RFC 1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most max bytes. */
-static bool is_label(const char *s, size_t len, size_t max)
-{
-    if (len == 0 || len > max || !is_alnum_lower(s[0]) ||
-        !is_alnum_lower(s[len - 1]))
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (!is_alnum_lower(s[i]) && s[i] != '-')
-            return false;
-    }
-    return true;
-}
-
-/* RFC 1123 subdomain: labels joined by '.', at most 253 bytes. */
-static bool is_subdomain(const char *s)
-{
-    size_t len = strlen(s);
-    size_t start = 0;
-
-    if (len == 0 || len > DNS_SUBDOMAIN_MAX)
-        return false;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && s[i] != '.')
-            continue;
-        if (!is_label(s + start, i - start, DNS_SUBDOMAIN_MAX))
-            return false;
-        start = i + 1;
-    }
-    return true;
-}
-
-/* A Secret data key: [-._a-zA-Z0-9]+, not "." or "..", not starting
-   with "..". */
-static bool is_secret_key(const char *s)
-{
-    size_t len = strlen(s);
-
-    if (len == 0 || len > SECRET_KEY_MAX || STREQ(s, ".") || STRPREFIX(s, ".."))
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'))
-            return false;
-    }
-    return true;
-}
 
 struct k8s_ref {
     const char *ns;
@@ -94,7 +42,7 @@ static int k8s_parse(struct k8s_src *k, const char *ref_json, json_t **ref,
         return -1;
     if (sg_credsrc_ref_string(host, *ref, "namespace", &out->ns, errmsg) < 0)
         return -1;
-    if (!is_label(out->ns, strlen(out->ns), DNS_LABEL_MAX)) {
+    if (!k8s_is_dns_label(out->ns)) {
         *errmsg = sg_credsrc_msg(host,
                                  "ref.namespace: '%.*s' is not a DNS label "
                                  "(1 to %d of [a-z0-9-], starting and ending "
@@ -104,7 +52,7 @@ static int k8s_parse(struct k8s_src *k, const char *ref_json, json_t **ref,
     }
     if (sg_credsrc_ref_string(host, *ref, "name", &out->name, errmsg) < 0)
         return -1;
-    if (!is_subdomain(out->name)) {
+    if (!k8s_is_dns_subdomain(out->name)) {
         *errmsg =
             sg_credsrc_msg(host,
                            "ref.name: '%.*s' is not a DNS subdomain "
@@ -116,7 +64,7 @@ static int k8s_parse(struct k8s_src *k, const char *ref_json, json_t **ref,
     }
     if (sg_credsrc_ref_string(host, *ref, "key", &out->key, errmsg) < 0)
         return -1;
-    if (!is_secret_key(out->key)) {
+    if (!k8s_is_data_key(out->key)) {
         *errmsg = sg_credsrc_msg(host,
                                  "ref.key: '%.*s' is not a Secret data key "
                                  "(1 to %d of [-._a-zA-Z0-9], not '.' and "

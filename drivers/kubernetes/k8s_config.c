@@ -18,85 +18,12 @@
 #define ANNOTATIONS_MAX (256 * 1024)
 #define JSON_INT_MAX (INT64_C(1) << 53)
 
-/* ---- validators ---- */
-
-static bool is_alnum_lower(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
+/* ---- label values (the naming rules are in common/k8s_names.h) ---- */
 
 static bool is_alnum(char c)
 {
-    return is_alnum_lower(c) || (c >= 'A' && c <= 'Z');
-}
-
-static bool label_span(const char *s, size_t len)
-{
-    if (len == 0 || len > 63 || !is_alnum_lower(s[0]) ||
-        !is_alnum_lower(s[len - 1]))
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (!is_alnum_lower(s[i]) && s[i] != '-')
-            return false;
-    }
-    return true;
-}
-
-bool k8s_is_dns_label(const char *s)
-{
-    return label_span(s, strlen(s));
-}
-
-bool k8s_is_dns_subdomain(const char *s)
-{
-    size_t len = strlen(s);
-    size_t start = 0;
-
-    if (len == 0 || len > 253)
-        return false;
-    for (size_t i = 0; i <= len; i++) {
-        if (s[i] == '.' || s[i] == '\0') {
-            if (!label_span(s + start, i - start))
-                return false;
-            start = i + 1;
-        }
-    }
-    return true;
-}
-
-static bool name_part(const char *s, size_t len)
-{
-    if (len == 0 || len > 63 || !is_alnum(s[0]) || !is_alnum(s[len - 1]))
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (!is_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
-            return false;
-    }
-    return true;
-}
-
-bool k8s_is_label_value(const char *s)
-{
-    size_t len = strlen(s);
-
-    return len == 0 || name_part(s, len);
-}
-
-bool k8s_is_qualified_name(const char *s)
-{
-    const char *slash = strchr(s, '/');
-    char prefix[254];
-    size_t plen;
-
-    if (slash == NULL)
-        return name_part(s, strlen(s));
-    plen = (size_t)(slash - s);
-    if (plen == 0 || plen >= sizeof(prefix))
-        return false;
-    memcpy(prefix, s, plen);
-    prefix[plen] = '\0';
-    return k8s_is_dns_subdomain(prefix) &&
-           name_part(slash + 1, strlen(slash + 1));
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9');
 }
 
 void k8s_label_sanitize(const char *s, char out[64])

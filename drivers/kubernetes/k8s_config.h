@@ -64,6 +64,7 @@
 
 #include "internal.h"
 #include "error.h"
+#include "k8s_names.h"
 
 #include <sandgate/driver.h>
 
@@ -214,11 +215,6 @@ int k8s_block_describe(const struct k8s_block *b, const struct k8s_settings *s,
  */
 int k8s_quantity_parse(const char *text, uint64_t *millis);
 
-/* Validators (Kubernetes' own rules). */
-bool k8s_is_dns_label(const char *s);     /* DNS-1123 label, <= 63 */
-bool k8s_is_dns_subdomain(const char *s); /* DNS-1123 subdomain, <= 253 */
-bool k8s_is_label_value(const char *s);   /* "" or <= 63 [A-Za-z0-9-_.] */
-bool k8s_is_qualified_name(const char *s); /* [prefix/]name */
 
 /* s made a valid label value (invalid bytes -> '-', trimmed, <= 63) into
    out (64 bytes). */
