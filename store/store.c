@@ -310,6 +310,25 @@ static char *dup_str(const char *s, bool *failed)
     return out;
 }
 
+/* A copy of a packed record (NULL for none), its length in *out_len. */
+static uint8_t *dup_record(const uint8_t *rec, size_t len, size_t *out_len,
+                           bool *failed)
+{
+    uint8_t *out;
+
+    *out_len = 0;
+    if (len == 0)
+        return NULL;
+    out = malloc(len);
+    if (out == NULL) {
+        *failed = true;
+        return NULL;
+    }
+    memcpy(out, rec, len);
+    *out_len = len;
+    return out;
+}
+
 struct sg_sandbox_row *sg_sandbox_row_copy(const struct sg_sandbox_row *row)
 {
     struct sg_sandbox_row *out = calloc(1, sizeof(*out));
@@ -330,15 +349,8 @@ struct sg_sandbox_row *sg_sandbox_row_copy(const struct sg_sandbox_row *row)
     out->update_time = row->update_time;
     out->expire_time = row->expire_time;
     out->resource_version = row->resource_version;
-    if (row->record_len > 0) {
-        out->record = malloc(row->record_len);
-        if (out->record) {
-            memcpy(out->record, row->record, row->record_len);
-            out->record_len = row->record_len;
-        } else {
-            failed = true;
-        }
-    }
+    out->record = dup_record(row->record, row->record_len, &out->record_len,
+                             &failed);
     if (failed) {
         sg_sandbox_row_free(out);
         return NULL;
@@ -435,15 +447,8 @@ struct sg_credential_row *sg_credential_row_copy(
     out->owner = dup_str(row->owner, &failed);
     out->create_time = row->create_time;
     out->update_time = row->update_time;
-    if (row->record_len > 0) {
-        out->record = malloc(row->record_len);
-        if (out->record) {
-            memcpy(out->record, row->record, row->record_len);
-            out->record_len = row->record_len;
-        } else {
-            failed = true;
-        }
-    }
+    out->record = dup_record(row->record, row->record_len, &out->record_len,
+                             &failed);
     if (failed) {
         sg_credential_row_free(out);
         return NULL;
