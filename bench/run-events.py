@@ -29,8 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,47 +46,6 @@ STREAMS_PER_CONNECTION = 950  # under server.max_concurrent_streams (1000)
 
 def log(msg):
     print('[run-events] ' + msg, file=sys.stderr, flush=True)
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7f
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def field(num, payload):
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
-
-
-def create_request(name, tenant):
-    return field(1, field(2, name.encode()) + field(3, tenant.encode()))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def proc_kib(pid, key='VmRSS'):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            k, _, v = line.partition(':')
-            if k == key:
-                return int(v.split()[0])
-    return 0
-
-
-def proc_cpu_s(pid):
-    with open('/proc/%d/stat' % pid) as f:
-        parts = f.read().rsplit(')', 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf('SC_CLK_TCK')
 
 
 class Proc:
@@ -170,7 +127,7 @@ class Bench:
         raise SystemExit('server did not become ready: see ' + p.log.name)
 
     def start_gateway(self, name, durability='full'):
-        addr = '127.0.0.1:%d' % free_port()
+        addr = '127.0.0.1:%d' % rs.free_port()
         data = os.path.join(self.tmp, name)
         os.makedirs(data)
         conf = os.path.join(self.tmp, name + '.yaml')
@@ -188,7 +145,7 @@ class Bench:
         return p
 
     def start_hold(self, name):
-        addr = '127.0.0.1:%d' % free_port()
+        addr = '127.0.0.1:%d' % rs.free_port()
         p = Proc([self.hold, '--listen', addr, '-t', '2'],
                  os.path.join(self.tmp, name + '.log'))
         self.procs.append(p)
@@ -205,19 +162,19 @@ class Bench:
         Returns (watchers still open, before KiB, after KiB, idle CPU s)."""
         Watchers(self.watchers, server.addr, 100, extra).quit()
         time.sleep(1)
-        before = proc_kib(server.pid)
+        before = rs.proc_kib(server.pid)
         w = Watchers(self.watchers, server.addr, self.args.streams, extra)
         time.sleep(self.args.settle)
-        after = proc_kib(server.pid)
-        cpu0 = proc_cpu_s(server.pid)
+        after = rs.proc_kib(server.pid)
+        cpu0 = rs.proc_cpu_s(server.pid)
         time.sleep(self.args.idle)
-        idle_cpu = proc_cpu_s(server.pid) - cpu0
+        idle_cpu = rs.proc_cpu_s(server.pid) - cpu0
         return w, before, after, idle_cpu, w.ready['open_s']
 
     # 1 and 2 -----------------------------------------------------------------
     def streams(self):
         reps = []
-        req = create_request('bench', 'team-a').hex()
+        req = rs.create_request('bench', 'team-a').hex()
         for rep in range(self.args.reps):
             hold = self.start_hold('hold-%d' % rep)
             w, hb, ha, hcpu, _ = self.idle_memory(hold)
@@ -232,7 +189,7 @@ class Bench:
                 triggers.append(t)
                 time.sleep(0.2)
             done = w.quit()
-            peak = proc_kib(gw.pid, 'VmHWM')
+            peak = rs.proc_kib(gw.pid, 'VmHWM')
             self.stop(gw)
             n = self.args.streams
             r = {'hold_before': hb, 'hold_after': ha, 'hold_idle_cpu': hcpu,
@@ -249,7 +206,7 @@ class Bench:
     # 3 -------------------------------------------------------------------------
     def resume(self):
         gw = self.start_gateway('resume')
-        req = create_request('bench', 'team-a').hex()
+        req = rs.create_request('bench', 'team-a').hex()
         gen = subprocess.Popen([self.sgbench, '--addr', gw.addr, '--method',
                                 '/sandgate.v1.SandboxService/CreateSandbox',
                                 '--data-hex', req, '--rate', str(self.args.rate),
@@ -275,20 +232,6 @@ class Bench:
                 'create_errors': gen_stats.get('errors', 0)}
 
 
-def median(xs):
-    return statistics.median(xs) if xs else float('nan')
-
-
-def public_args(argv):
-    out = []
-    for i, a in enumerate(argv):
-        if i > 0 and argv[i - 1] == '--build-dir' and os.path.isabs(a) and \
-                not a.startswith(REPO):
-            a = 'build'
-        out.append(a)
-    return out
-
-
 def render(args, streams, resume):
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
                             stdout=subprocess.PIPE, text=True).stdout.strip() or 'unknown'
@@ -303,7 +246,7 @@ def render(args, streams, resume):
     L = [MARK_BEGIN, '## EventService: %d streams on one gateway, fan-out, resume' % n, '',
          '- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
          '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
-         '- command: `bench/run-events.py %s`' % ' '.join(public_args(sys.argv[1:])),
+         '- command: `bench/run-events.py %s`' % ' '.join(rs.public_args(sys.argv[1:])),
          '- machine: %d CPUs, %s, kernel %s' % (os.cpu_count(), cpu or 'unknown CPU',
                                                 os.uname().release),
          '- gateway: noop driver, durability `full`, authentication disabled, access log '
@@ -326,7 +269,7 @@ def render(args, streams, resume):
                         r['gw_per_stream'], r['hold_per_stream'],
                         r['gw_per_stream'] - r['hold_per_stream'], r['gw_idle_cpu']))
         L += ['', '**Median: %.0f bytes per stream (%.1f KiB); the bare core needs %.0f.**'
-              % (median(gw), median(gw) / 1024.0, median(hold)), '',
+              % (rs.median(gw), rs.median(gw) / 1024.0, rs.median(hold)), '',
               'What an idle stream costs is the gRPC core\'s own per-stream state (call '
               'arena, HTTP/2 stream, request metadata): the gateway adds its call context '
               'and subscriber (no queue while idle, no timer) on top, the difference in the '
@@ -342,11 +285,11 @@ def render(args, streams, resume):
         for i, r in enumerate(streams):
             ts = r['triggers']
             L.append('| %d | %.1f | %.0f | %.0f | %.0f | %d |'
-                     % (i + 1, median([t['create_ms'] for t in ts]),
-                        median([t['p50_ms'] for t in ts]), median([t['p99_ms'] for t in ts]),
+                     % (i + 1, rs.median([t['create_ms'] for t in ts]),
+                        rs.median([t['p50_ms'] for t in ts]), rs.median([t['p99_ms'] for t in ts]),
                         max(t['max_ms'] for t in ts), sum(t['missing'] for t in ts)))
         L += ['', '**p99 over the streams: median %.0f ms, worst %.0f ms over %d events.**'
-              % (median(p99), max(p99), len(p99)), '',
+              % (rs.median(p99), max(p99), len(p99)), '',
               'The spread from first to last stream is the fan-out: the hub thread queues '
               'one shared packed message per stream, and the core performs the HTTP/2 '
               'write inside each `grpc_call_start_batch` (its combiner runs on the calling '

@@ -76,20 +76,11 @@ def pct(xs, p):
 
 
 def cpu_ms(pid):
-    """utime + stime of a process, ms (10 ms ticks)."""
-    with open('/proc/%d/stat' % pid) as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 // os.sysconf('SC_CLK_TCK')
+    return int(rs.proc_cpu_s(pid) * 1000)
 
 
 def rss_kib(pid):
-    out = {}
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            k, _, v = line.partition(':')
-            if k in ('VmRSS', 'VmHWM'):
-                out[k] = int(v.split()[0])
-    return out
+    return {k: rs.proc_kib(pid, k) for k in ('VmRSS', 'VmHWM')}
 
 
 class StandIn:

@@ -68,6 +68,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def proc_kib(pid, key='VmRSS'):
+    """A /proc/PID/status memory figure (VmRSS, VmHWM), KiB."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            k, _, v = line.partition(':')
+            if k == key:
+                return int(v.split()[0])
+    return 0
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process, seconds (clock ticks)."""
+    with open('/proc/%d/stat' % pid) as f:
+        parts = f.read().rsplit(')', 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def pin(cpu):
     if shutil.which('taskset') and os.cpu_count() >= 2:
         return ['taskset', '-c', str(cpu)]
