@@ -146,6 +146,19 @@ static json_t *seccomp_runtime_default(void)
     return json_pack("{s:s}", "type", "RuntimeDefault");
 }
 
+/* sb's environment as a container's (or a claim's) env list. */
+static json_t *env_array(const struct sg_driver_sandbox *sb, bool *ok)
+{
+    json_t *env = json_array();
+
+    for (size_t i = 0; env != NULL && i < sb->n_env; i++)
+        append(env,
+               json_pack("{s:s,s:s}", "name", sb->env_names[i], "value",
+                         sb->env_values[i]),
+               ok);
+    return env;
+}
+
 static json_t *container(const struct k8s_settings *s,
                          const struct k8s_block *b,
                          const struct sg_driver_sandbox *sb, const char *image,
@@ -167,16 +180,8 @@ static json_t *container(const struct k8s_settings *s,
             append(cmd, json_string(sb->command[i]), ok);
         put(c, "command", cmd, ok);
     }
-    if (sb->n_env > 0) {
-        json_t *env = json_array();
-
-        for (size_t i = 0; env != NULL && i < sb->n_env; i++)
-            append(env,
-                   json_pack("{s:s,s:s}", "name", sb->env_names[i], "value",
-                             sb->env_values[i]),
-                   ok);
-        put(c, "env", env, ok);
-    }
+    if (sb->n_env > 0)
+        put(c, "env", env_array(sb, ok), ok);
     if (sb->working_dir != NULL && sb->working_dir[0] != '\0')
         put(c, "workingDir", json_string(sb->working_dir), ok);
     if (b->n_requests > 0 || b->n_limits > 0) {
@@ -310,17 +315,78 @@ static void put_shutdown(json_t *o, time_t now, uint32_t ttl, bool *ok)
     put(o, "shutdownPolicy", json_string("Delete"), ok);
 }
 
+/*
+ * What a Sandbox and a SandboxClaim share: our labels and annotations
+ * (kept for the pod), and the object with apiVersion, kind and metadata.
+ */
+struct frame {
+    json_t *obj;
+    json_t *labels;
+    json_t *anns;
+    bool ok;
+};
+
+/* 0, or -1 with err set for an id that cannot name an object. */
+static int frame_begin(struct frame *f, const char *api_version,
+                       const char *kind, const struct k8s_settings *s,
+                       const struct k8s_block *b,
+                       const struct sg_driver_sandbox *sb, struct sg_error *err)
+{
+    char name[K8S_NAME_MAX + 1];
+
+    memset(f, 0, sizeof(*f));
+    if (!k8s_id_valid(sb->id)) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "kubernetes: invalid sandbox id");
+        return -1;
+    }
+    f->ok = true;
+    k8s_object_name(sb->id, name);
+    f->labels = our_labels(s, sb, &f->ok);
+    f->anns = our_annotations(sb, &f->ok);
+    f->obj = json_object();
+    if (f->obj == NULL) {
+        f->ok = false;
+        return 0;
+    }
+    put(f->obj, "apiVersion", json_string(api_version), &f->ok);
+    put(f->obj, "kind", json_string(kind), &f->ok);
+    if (f->labels != NULL && f->anns != NULL)
+        put(f->obj, "metadata",
+            json_pack("{s:s,s:s,s:O,s:O}", "name", name, "namespace",
+                      k8s_block_namespace(b, s), "labels", f->labels,
+                      "annotations", f->anns),
+            &f->ok);
+    return 0;
+}
+
+/* The object with spec (stolen), or NULL with err set when memory ran
+   out anywhere on the way. */
+static json_t *frame_end(struct frame *f, json_t *spec, struct sg_error *err)
+{
+    json_t *obj = f->obj;
+
+    if (obj != NULL)
+        put(obj, "spec", spec, &f->ok);
+    else
+        json_decref(spec);
+    json_decref(f->labels);
+    json_decref(f->anns);
+    if (!f->ok || obj == NULL) {
+        json_decref(obj);
+        sg_error_report(err, SG_ERR_NO_MEMORY, "kubernetes: out of memory");
+        return NULL;
+    }
+    return obj;
+}
+
 json_t *k8s_sandbox_build(const struct k8s_settings *s,
                           const struct k8s_block *b,
                           const struct sg_driver_sandbox *sb, time_t now,
                           struct sg_error *err)
 {
     const char *image = sb->image;
-    char name[K8S_NAME_MAX + 1];
-    bool ok = true;
-    json_t *labels = NULL;
-    json_t *anns = NULL;
-    json_t *obj = NULL;
+    struct frame f;
     json_t *spec;
     json_t *tmpl;
 
@@ -332,51 +398,58 @@ json_t *k8s_sandbox_build(const struct k8s_settings *s,
                         "has no default_image");
         return NULL;
     }
-    if (!k8s_id_valid(sb->id)) {
-        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
-                        "kubernetes: invalid sandbox id");
+    if (frame_begin(&f, "agents.x-k8s.io/v1beta1", "Sandbox", s, b, sb, err) <
+        0)
         return NULL;
-    }
-    k8s_object_name(sb->id, name);
-    labels = our_labels(s, sb, &ok);
-    anns = our_annotations(sb, &ok);
-    obj = json_object();
     spec = json_object();
     tmpl = json_object();
-    if (obj == NULL || spec == NULL || tmpl == NULL || !ok) {
-        json_decref(spec);
+    if (spec == NULL || tmpl == NULL || !f.ok) {
         json_decref(tmpl);
-        goto nomem;
+        f.ok = false;
+        return frame_end(&f, spec, err);
     }
-    put(obj, "apiVersion", json_string("agents.x-k8s.io/v1beta1"), &ok);
-    put(obj, "kind", json_string("Sandbox"), &ok);
-    put(obj, "metadata",
-        json_pack("{s:s,s:s,s:O,s:O}", "name", name, "namespace",
-                  k8s_block_namespace(b, s), "labels", labels, "annotations",
-                  anns),
-        &ok);
     put(tmpl, "metadata",
         json_pack("{s:o,s:o}", "labels",
-                  merged(labels, b->pod_labels, b->n_pod_labels, &ok),
+                  merged(f.labels, b->pod_labels, b->n_pod_labels, &f.ok),
                   "annotations",
-                  merged(anns, b->pod_annotations, b->n_pod_annotations, &ok)),
-        &ok);
-    put(tmpl, "spec", pod_spec(s, b, sb, image, &ok), &ok);
-    put(spec, "podTemplate", tmpl, &ok);
+                  merged(f.anns, b->pod_annotations, b->n_pod_annotations,
+                         &f.ok)),
+        &f.ok);
+    put(tmpl, "spec", pod_spec(s, b, sb, image, &f.ok), &f.ok);
+    put(spec, "podTemplate", tmpl, &f.ok);
     if (sb->ttl_seconds > 0)
-        put_shutdown(spec, now, sb->ttl_seconds, &ok);
-    put(obj, "spec", spec, &ok);
-    if (!ok)
-        goto nomem;
-    json_decref(labels);
-    json_decref(anns);
-    return obj;
- nomem:
-    json_decref(labels);
-    json_decref(anns);
-    json_decref(obj);
-    sg_error_report(err, SG_ERR_NO_MEMORY, "kubernetes: out of memory");
-    return NULL;
+        put_shutdown(spec, now, sb->ttl_seconds, &f.ok);
+    return frame_end(&f, spec, err);
+}
+
+/* A claim's additionalPodMetadata: the claim controller accepts pod label
+   keys only of the domains it is configured to allow (by default
+   sandbox.users.io), so ours go on the pod only where the operator has
+   allowed sandgate.io, and app.kubernetes.io (another domain) never. */
+static json_t *claim_pod_metadata(const struct k8s_settings *s,
+                                  const struct k8s_block *b,
+                                  const struct frame *f, bool *ok)
+{
+    json_t *apm = json_object();
+
+    if (apm == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    if (s->claim_pod_labels) {
+        json_t *ours = json_deep_copy(f->labels);
+
+        if (ours == NULL || json_object_del(ours, K8S_LABEL_MANAGED_BY) < 0)
+            *ok = false;
+        put(apm, "labels", merged(ours, b->pod_labels, b->n_pod_labels, ok),
+            ok);
+        json_decref(ours);
+    } else if (b->n_pod_labels > 0) {
+        put(apm, "labels", kv_object(b->pod_labels, b->n_pod_labels, ok), ok);
+    }
+    put(apm, "annotations",
+        merged(f->anns, b->pod_annotations, b->n_pod_annotations, ok), ok);
+    return apm;
 }
 
 json_t *k8s_claim_build(const struct k8s_settings *s,
@@ -384,87 +457,30 @@ json_t *k8s_claim_build(const struct k8s_settings *s,
                         const struct sg_driver_sandbox *sb, time_t now,
                         struct sg_error *err)
 {
-    char name[K8S_NAME_MAX + 1];
-    bool ok = true;
-    json_t *labels = NULL;
-    json_t *anns = NULL;
-    json_t *obj = NULL;
-    json_t *spec = NULL;
-    json_t *apm;
+    struct frame f;
+    json_t *spec;
 
-    if (!k8s_id_valid(sb->id)) {
-        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
-                        "kubernetes: invalid sandbox id");
+    if (frame_begin(&f, "extensions.agents.x-k8s.io/v1beta1", "SandboxClaim",
+                    s, b, sb, err) < 0)
         return NULL;
-    }
-    k8s_object_name(sb->id, name);
-    labels = our_labels(s, sb, &ok);
-    anns = our_annotations(sb, &ok);
-    obj = json_object();
     spec = json_object();
-    apm = json_object();
-    if (obj == NULL || spec == NULL || apm == NULL || !ok) {
-        json_decref(spec);
-        json_decref(apm);
-        goto nomem;
+    if (spec == NULL || !f.ok) {
+        f.ok = false;
+        return frame_end(&f, spec, err);
     }
-    put(obj, "apiVersion", json_string("extensions.agents.x-k8s.io/v1beta1"),
-        &ok);
-    put(obj, "kind", json_string("SandboxClaim"), &ok);
-    put(obj, "metadata",
-        json_pack("{s:s,s:s,s:O,s:O}", "name", name, "namespace",
-                  k8s_block_namespace(b, s), "labels", labels, "annotations",
-                  anns),
-        &ok);
-    put(spec, "warmPoolRef", json_pack("{s:s}", "name", b->warm_pool), &ok);
-    /* The claim controller accepts pod label keys only of the domains it
-       is configured to allow (by default sandbox.users.io): ours go on the
-       pod only where the operator has allowed sandgate.io. */
-    if (s->claim_pod_labels) {
-        /* sandgate.io keys only: app.kubernetes.io is another domain. */
-        json_t *ours = json_deep_copy(labels);
-
-        if (ours == NULL || json_object_del(ours, K8S_LABEL_MANAGED_BY) < 0)
-            ok = false;
-        put(apm, "labels", merged(ours, b->pod_labels, b->n_pod_labels, &ok),
-            &ok);
-        json_decref(ours);
-    }
-    else if (b->n_pod_labels > 0)
-        put(apm, "labels", kv_object(b->pod_labels, b->n_pod_labels, &ok),
-            &ok);
-    put(apm, "annotations",
-        merged(anns, b->pod_annotations, b->n_pod_annotations, &ok), &ok);
-    put(spec, "additionalPodMetadata", apm, &ok);
-    if (sb->n_env > 0) {
-        json_t *env = json_array();
-
-        for (size_t i = 0; env != NULL && i < sb->n_env; i++)
-            append(env,
-                   json_pack("{s:s,s:s}", "name", sb->env_names[i], "value",
-                             sb->env_values[i]),
-                   &ok);
-        put(spec, "env", env, &ok);
-    }
+    put(spec, "warmPoolRef", json_pack("{s:s}", "name", b->warm_pool), &f.ok);
+    put(spec, "additionalPodMetadata", claim_pod_metadata(s, b, &f, &f.ok),
+        &f.ok);
+    if (sb->n_env > 0)
+        put(spec, "env", env_array(sb, &f.ok), &f.ok);
     if (sb->ttl_seconds > 0) {
         json_t *lc = json_object();
 
         if (lc != NULL)
-            put_shutdown(lc, now, sb->ttl_seconds, &ok);
-        put(spec, "lifecycle", lc, &ok);
+            put_shutdown(lc, now, sb->ttl_seconds, &f.ok);
+        put(spec, "lifecycle", lc, &f.ok);
     }
-    put(obj, "spec", spec, &ok);
-    if (!ok)
-        goto nomem;
-    json_decref(labels);
-    json_decref(anns);
-    return obj;
- nomem:
-    json_decref(labels);
-    json_decref(anns);
-    json_decref(obj);
-    sg_error_report(err, SG_ERR_NO_MEMORY, "kubernetes: out of memory");
-    return NULL;
+    return frame_end(&f, spec, err);
 }
 
 /* ---- warm pools the gateway keeps ---- */
