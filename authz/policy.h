@@ -121,6 +121,22 @@ enum sg_reach sg_policy_reach(const struct sg_policy *p,
                               const struct sg_identity *id,
                               const char *permission);
 
+/*
+ * A credential binding of a create: the record's name and, once the
+ * gateway has read the record, its source. kind NULL: there is no such
+ * record, and only the name is checked (the caller reports it missing
+ * after the check, so that existence is told only to a caller the name
+ * scope allows). The Secret fields are set for kind "kubernetes-secret"
+ * only (NULL otherwise, matched as "").
+ */
+struct sg_authz_credential {
+    const char *name;
+    const char *kind;
+    const char *secret_namespace;
+    const char *secret_name;
+    const char *secret_key;
+};
+
 /* What a create asks for, taken from the request and from the driver's
    placement facts (never from the driver_config JSON itself). */
 struct sg_authz_create {
@@ -128,8 +144,8 @@ struct sg_authz_create {
     const char *project;
     const char *access_profile;
     const char *runtime_profile;
-    /* Credential record names of the spec's bindings. */
-    const char *const *credentials;
+    /* The spec's credential bindings, in order. */
+    const struct sg_authz_credential *credentials;
     size_t n_credentials;
     bool has_policy;     /* spec.policy is set (inline or ref) */
     /* From the driver (may be NULL: a driver without placement facts). */
@@ -154,7 +170,8 @@ enum sg_policy_denial {
 /*
  * Check a create against every scope: tenant, project, access and runtime
  * profiles, namespace (placement->namespace_name), service account,
- * credential names, driver_config fields (placement->fields matched by the
+ * credential names and the sources of the records they name (the role's
+ * credentials.sources, as for CreateCredential), driver_config fields (placement->fields matched by the
  * role's driver_config.fields globs) and values (runtime class, node
  * selector keys and values, toleration keys, CPU and memory ceilings,
  * allocation mode, template, warm pool), and policy attachment.
@@ -166,6 +183,8 @@ enum sg_policy_denial {
  *   "sandbox.tenant: tenant 'team-b' is not allowed"
  *   "driver_config: runtime class 'runc' is not allowed"
  *   "driver_config.hostNetwork: setting this field is not allowed"
+ *   "spec.credentials: credential 'git' (kubernetes-secret team-b/git key
+ *    token): its source is not allowed"
  * and *denial (when not NULL) says which scope failed. Checks run in the
  * order of enum sg_policy_denial; when no applicable role grants the
  * permission at all: "permission 'sandboxes.create' is not granted"

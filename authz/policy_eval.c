@@ -203,6 +203,22 @@ bool sg_policy_allows_object(const struct sg_policy *p,
     return false;
 }
 
+/* Whether one of r's credentials.sources entries matches the source. */
+static bool role_allows_source(const struct sg_policy_role *r,
+                               const char *kind, const char *ns,
+                               const char *name, const char *key)
+{
+    for (size_t i = 0; i < r->n_sources; i++) {
+        const struct sg_policy_source *s = &r->sources[i];
+
+        if (sg_glob_matches(&s->kind, kind) &&
+            sg_glob_matches(&s->namespace_name, ns) &&
+            sg_glob_matches(&s->name, name) && sg_glob_matches(&s->key, key))
+            return true;
+    }
+    return false;
+}
+
 bool sg_policy_allows_credential_source(const struct sg_policy *p,
                                         const struct sg_identity *id,
                                         const char *permission,
@@ -223,15 +239,8 @@ bool sg_policy_allows_credential_source(const struct sg_policy *p,
         if (role_reach(r, idx, permission) == SG_REACH_NONE ||
             (tenant != NULL && !sg_glob_list_allows(&r->tenants, tenant)))
             continue;
-        for (size_t i = 0; i < r->n_sources; i++) {
-            const struct sg_policy_source *s = &r->sources[i];
-
-            if (sg_glob_matches(&s->kind, kind) &&
-                sg_glob_matches(&s->namespace_name, ns) &&
-                sg_glob_matches(&s->name, name) &&
-                sg_glob_matches(&s->key, key))
-                return true;
-        }
+        if (role_allows_source(r, kind, ns, name, key))
+            return true;
     }
     return false;
 }
@@ -268,6 +277,7 @@ enum create_check {
     CK_NAMESPACE,
     CK_SERVICE_ACCOUNT,
     CK_CREDENTIAL,
+    CK_CREDENTIAL_SOURCE,
     CK_FIELD,
     CK_RUNTIME_CLASS,
     CK_NODE_SELECTOR,
@@ -289,6 +299,7 @@ static const enum sg_policy_denial check_denial[] = {
     [CK_NAMESPACE] = SG_DENY_NAMESPACE,
     [CK_SERVICE_ACCOUNT] = SG_DENY_SERVICE_ACCOUNT,
     [CK_CREDENTIAL] = SG_DENY_CREDENTIAL,
+    [CK_CREDENTIAL_SOURCE] = SG_DENY_CREDENTIAL,
     [CK_FIELD] = SG_DENY_DRIVER_FIELD,
     [CK_RUNTIME_CLASS] = SG_DENY_DRIVER_VALUE,
     [CK_NODE_SELECTOR] = SG_DENY_DRIVER_VALUE,
@@ -309,6 +320,7 @@ struct create_fail {
     const char *value2;
     uint64_t amount;
     uint64_t ceiling;
+    const struct sg_authz_credential *cred; /* CK_CREDENTIAL_SOURCE */
 };
 
 static const char *str_or_empty(const char *s)
@@ -373,8 +385,22 @@ static bool role_allows_create(const struct sg_policy_role *r,
             return fail_at(f, scalars[i].check, scalars[i].value);
     }
     for (size_t i = 0; i < req->n_credentials; i++) {
-        if (!sg_glob_list_allows(&r->credential_names, req->credentials[i]))
-            return fail_at(f, CK_CREDENTIAL, req->credentials[i]);
+        const struct sg_authz_credential *c = &req->credentials[i];
+
+        if (!sg_glob_list_allows(&r->credential_names, c->name))
+            return fail_at(f, CK_CREDENTIAL, c->name);
+    }
+    /* After every name: the names say what may be bound at all. */
+    for (size_t i = 0; i < req->n_credentials; i++) {
+        const struct sg_authz_credential *c = &req->credentials[i];
+
+        if (c->kind != NULL &&
+            !role_allows_source(r, c->kind, str_or_empty(c->secret_namespace),
+                                str_or_empty(c->secret_name),
+                                str_or_empty(c->secret_key))) {
+            f->cred = c;
+            return fail_at(f, CK_CREDENTIAL_SOURCE, c->name);
+        }
     }
     for (size_t i = 0; i < pl->n_fields; i++) {
         if (!sg_glob_list_allows(&r->fields, pl->fields[i]))
@@ -447,6 +473,28 @@ static const char *quote(char *buf, size_t len, const char *s)
     return buf;
 }
 
+static void report_source_denial(const struct sg_authz_credential *c,
+                                 struct sg_error *err)
+{
+    char q[5][QUOTE_MAX + 8];
+
+    if (c->secret_name == NULL) {
+        sg_error_report(err, SG_ERR_PERMISSION_DENIED,
+                        "spec.credentials: credential '%s' (%s): its source "
+                        "is not allowed", quote(q[0], sizeof(q[0]), c->name),
+                        quote(q[1], sizeof(q[1]), c->kind));
+        return;
+    }
+    sg_error_report(err, SG_ERR_PERMISSION_DENIED,
+                    "spec.credentials: credential '%s' (%s %s/%s key %s): "
+                    "its source is not allowed",
+                    quote(q[0], sizeof(q[0]), c->name),
+                    quote(q[1], sizeof(q[1]), c->kind),
+                    quote(q[2], sizeof(q[2]), str_or_empty(c->secret_namespace)),
+                    quote(q[3], sizeof(q[3]), c->secret_name),
+                    quote(q[4], sizeof(q[4]), str_or_empty(c->secret_key)));
+}
+
 static void report_denial(const struct create_fail *f, struct sg_error *err)
 {
     static const char *const what[] = {
@@ -493,6 +541,9 @@ static void report_denial(const struct create_fail *f, struct sg_error *err)
     case CK_POLICY:
         sg_error_report(err, SG_ERR_PERMISSION_DENIED,
                         "spec.policy: attaching a policy is not allowed");
+        break;
+    case CK_CREDENTIAL_SOURCE:
+        report_source_denial(f->cred, err);
         break;
     default:
         sg_error_report(err, SG_ERR_PERMISSION_DENIED,

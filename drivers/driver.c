@@ -482,6 +482,11 @@ const char *sg_driver_name(const struct sg_driver *drv)
 
 uint64_t sg_driver_caps(const struct sg_driver *drv)
 {
+    /* Credentials travel in struct sg_driver_sandbox fields a driver
+       built before ABI 1.3 would not read: it cannot deliver them,
+       whatever bits it sets. */
+    if (drv->ops.abi_minor < 3)
+        return drv->ops.caps & ~SG_DRIVER_CAP_CREDENTIALS;
     return drv->ops.caps;
 }
 

@@ -34,8 +34,12 @@
  * the duration of the call only, unless stated otherwise.
  *
  * SECRETS: env values and config blocks may be sensitive to the tenant;
- * drivers must not log them. Credential material is never passed through
- * this interface in ABI 1.
+ * drivers must not log them. Credential material (ABI 1.3) reaches only a
+ * driver that declares SG_DRIVER_CAP_CREDENTIALS, only in create, and is
+ * borrowed for that call: the driver copies what it delivers into memory
+ * it wipes (explicit_bzero) as soon as it has delivered it, and never
+ * logs it, puts it in an error message or status, or writes it anywhere
+ * but its delivery target.
  */
 #ifndef SANDGATE_DRIVER_H
 #define SANDGATE_DRIVER_H
@@ -57,7 +61,7 @@ extern "C" {
 #endif
 
 #define SG_DRIVER_ABI_MAJOR 1
-#define SG_DRIVER_ABI_MINOR 2
+#define SG_DRIVER_ABI_MINOR 3
 
 /* config_validate: valid, but not supported by this driver (ABI 1.1). */
 #define SG_DRIVER_VALIDATE_UNSUPPORTED (-2)
@@ -74,6 +78,9 @@ extern "C" {
 #define SG_DRIVER_CAP_SURVIVES_RESTART (UINT64_C(1) << 5) /* backend objects
                                    outlive a gateway restart and are found
                                    again by list */
+#define SG_DRIVER_CAP_CREDENTIALS (UINT64_C(1) << 6) /* delivers credential
+                                   bindings (ABI 1.3): without it the
+                                   gateway refuses a create that has any */
 
 /* Log levels for host->log (the gateway's own levels). */
 enum sg_driver_log_level {
@@ -124,6 +131,33 @@ struct sg_driver_host {
                                       char **errmsg);
 };
 
+/* How a credential binding reaches the sandbox (ABI 1.3). */
+enum sg_driver_delivery {
+    SG_DRIVER_DELIVER_ENV = 1,   /* an environment variable of the main
+                                    process */
+    SG_DRIVER_DELIVER_FILE = 2,  /* a file readable only by the sandbox's
+                                    user */
+};
+
+/*
+ * One credential binding (ABI 1.3), in the order of spec.credentials. The
+ * gateway has checked the binding's scope and resolved the record before
+ * create; the driver only delivers.
+ */
+struct sg_driver_credential {
+    const char *name;        /* the credential record, DNS-1123 label */
+    enum sg_driver_delivery delivery;
+    /* ENV: a variable name that is not also in env_names. FILE: an
+       absolute, normalised path inside the sandbox. */
+    const char *target;
+    /* create only: the material, material_len bytes (any bytes, not
+       NUL-terminated). NULL in config_validate and describe, which see
+       the bindings so that a driver can refuse a target it cannot
+       deliver to. Borrowed for the call; see SECRETS above. */
+    const uint8_t *material;
+    size_t material_len;
+};
+
 /*
  * A sandbox as the driver sees it. id is NULL when the gateway only
  * validates or describes a request that has no id yet.
@@ -155,6 +189,12 @@ struct sg_driver_sandbox {
     const char *policy_hash;     /* "sha256:<hex>" of the final policy */
     const char *access_profile;
     const char *runtime_profile;
+
+    /* --- ABI 1.3: credential bindings (n_credentials 0: none). Only a
+       driver with SG_DRIVER_CAP_CREDENTIALS is ever given any; read them
+       only when host->abi_minor >= 3. --- */
+    const struct sg_driver_credential *credentials;
+    size_t n_credentials;
 };
 
 /*

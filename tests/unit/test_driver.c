@@ -329,7 +329,7 @@ START_TEST(test_host_log)
     fclose(f);
     ck_assert_msg(strstr(buf, "\"level\":\"error\",\"cat\":"
                               "\"driver.null_entry\",\"msg\":\"this host is "
-                              "not supported (ABI 1.2)\"") != NULL,
+                              "not supported (ABI 1.3)\"") != NULL,
                   "%s", buf);
     /* Exactly one record: the second load was filtered. */
     ck_assert_ptr_eq(strchr(buf, '\n'), strrchr(buf, '\n'));

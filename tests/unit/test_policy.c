@@ -1078,8 +1078,9 @@ START_TEST(test_create_denials)
 {
     struct sg_policy *p = load_text(full_policy);
     struct sg_identity *id = make_token("ctl");
-    const char *creds[] = {"team-a-git", OR(create_cases[_i].credential,
-                                            "team-b-git")};
+    const struct sg_authz_credential creds[] = {
+        {.name = "team-a-git"},
+        {.name = OR(create_cases[_i].credential, "team-b-git")}};
     char *fields[] = {"namespace", (char *)OR(create_cases[_i].field,
                                               "runtimeClassName")};
     char *sel_keys[] = {"platform.example.com/node-pool",
@@ -1127,6 +1128,82 @@ START_TEST(test_create_denials)
                   _i, d, msg);
     ck_assert_int_eq(rc, create_cases[_i].denial == SG_DENY_NONE ? 0 : -1);
     ck_assert_str_eq(msg, create_cases[_i].message);
+    sg_identity_unref(id);
+    sg_policy_unref(p);
+}
+END_TEST
+
+/* A binding's source is checked in the same role as everything else. */
+START_TEST(test_create_credential_sources)
+{
+    struct sg_policy *p = load_text(
+        "roles:\n"
+        "  secrets:\n"
+        "    operations: [{permissions: [sandboxes.create]}]\n"
+        "    tenants: [team-a]\n"
+        "    projects: [\"\"]\n"
+        "    access_profiles: [\"\"]\n"
+        "    runtime_profiles: [\"\"]\n"
+        "    credentials:\n"
+        "      names: [\"*\"]\n"
+        "      sources:\n"
+        "        - {kind: kubernetes-secret, namespace: \"sbx-a\","
+        " name: \"git-*\", key: token}\n"
+        "  envs:\n"
+        "    operations: [{permissions: [sandboxes.create]}]\n"
+        "    tenants: [team-a]\n"
+        "    projects: [\"\"]\n"
+        "    access_profiles: [\"\"]\n"
+        "    runtime_profiles: [\"\"]\n"
+        "    credentials:\n"
+        "      names: [\"*\"]\n"
+        "      sources: [{kind: env}]\n"
+        "bindings:\n"
+        "  - {roles: [secrets, envs], subjects: [{token: ctl}]}\n");
+    struct sg_identity *id = make_token("ctl");
+    struct sg_authz_credential secret = {
+        .name = "git", .kind = "kubernetes-secret",
+        .secret_namespace = "sbx-a", .secret_name = "git-main",
+        .secret_key = "token"};
+    struct sg_authz_credential env = {.name = "npm", .kind = "env"};
+    struct sg_authz_credential missing = {.name = "gone"};
+    struct sg_authz_credential both[2];
+    struct sg_authz_create req = {.tenant = "team-a", .project = "",
+                                  .access_profile = "",
+                                  .runtime_profile = "", .n_credentials = 1};
+    enum sg_policy_denial d;
+    char msg[SG_ERROR_MESSAGE_MAX];
+
+    req.credentials = &secret;
+    ck_assert_int_eq(check(p, id, &req, &d, msg, sizeof(msg)), 0);
+    req.credentials = &env;
+    ck_assert_int_eq(check(p, id, &req, &d, msg, sizeof(msg)), 0);
+    /* A missing record is the caller's to report; its name passes. */
+    req.credentials = &missing;
+    ck_assert_int_eq(check(p, id, &req, &d, msg, sizeof(msg)), 0);
+
+    /* Each source is allowed by a role, but no role allows both. */
+    both[0] = secret;
+    both[1] = env;
+    req.credentials = both;
+    req.n_credentials = 2;
+    ck_assert_int_eq(check(p, id, &req, &d, msg, sizeof(msg)), -1);
+    ck_assert_int_eq(d, SG_DENY_CREDENTIAL);
+    ck_assert_str_eq(msg, "spec.credentials: credential 'npm' (env): its "
+                          "source is not allowed");
+
+    secret.secret_namespace = "sbx-b";
+    req.credentials = &secret;
+    req.n_credentials = 1;
+    ck_assert_int_eq(check(p, id, &req, &d, msg, sizeof(msg)), -1);
+    ck_assert_int_eq(d, SG_DENY_CREDENTIAL);
+    ck_assert_str_eq(msg, "spec.credentials: credential 'git' "
+                          "(kubernetes-secret sbx-b/git-main key token): "
+                          "its source is not allowed");
+    secret.secret_namespace = "sbx-a";
+    secret.secret_key = "password";
+    ck_assert_int_eq(check(p, id, &req, &d, msg, sizeof(msg)), -1);
+    ck_assert_int_eq(d, SG_DENY_CREDENTIAL);
     sg_identity_unref(id);
     sg_policy_unref(p);
 }
@@ -1286,7 +1363,7 @@ START_TEST(test_missing_lists)
         .toleration_keys = tols, .n_toleration_keys = 1,
         .cpu_millis = UINT64_MAX, .memory_bytes = UINT64_MAX,
     };
-    const char *creds[] = {"c"};
+    const struct sg_authz_credential creds[] = {{.name = "c"}};
     struct sg_authz_create unset = {0};
     struct sg_authz_create all = {
         .tenant = "t", .project = "p", .access_profile = "a",
@@ -1811,6 +1888,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(eval, test_create_denials, 0,
                         (int)SG_N_ELEMENTS(create_cases));
     tcase_add_test(eval, test_create_permission);
+    tcase_add_test(eval, test_create_credential_sources);
     tcase_add_test(eval, test_create_best_role);
     tcase_add_test(eval, test_missing_lists);
     tcase_add_test(eval, test_message_quoting);
