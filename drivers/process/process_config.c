@@ -38,8 +38,8 @@ static const struct limit_key limit_keys[] = {
      JSON_INT_MAX},
     {"memory_bytes", offsetof(struct process_limits, memory_bytes),
      UINT64_C(1) << 20, JSON_INT_MAX},
-    {"open_files", offsetof(struct process_limits, open_files), 16,
-     UINT64_C(1) << 20},
+    {"open_files", offsetof(struct process_limits, open_files),
+     PROCESS_MIN_OPEN_FILES, UINT64_C(1) << 20},
     {"pids", offsetof(struct process_limits, pids), 1, UINT64_C(4194304)},
 };
 
@@ -695,6 +695,157 @@ static bool valid_env_name(const char *name)
     return name[0] != '\0' && strchr(name, '=') == NULL;
 }
 
+/*
+ * A file target bwrap can bind: "/run/..." or "/tmp/...", the tmpfs the
+ * sandbox gets of its own (everything else is the rootfs, bound
+ * read-only, or /work, a host directory), with no empty, "." or ".."
+ * component.
+ */
+static bool cred_file_in_tmpfs(const char *path)
+{
+    const char *p;
+
+    if (!STRPREFIX(path, "/run/") && !STRPREFIX(path, "/tmp/"))
+        return false;
+    for (p = path + 4; *p == '/'; p = strchr(p + 1, '/')) {
+        size_t n = strcspn(p + 1, "/");
+
+        if (n == 0 || (n == 1 && p[1] == '.') ||
+            (n == 2 && p[1] == '.' && p[2] == '.'))
+            return false;
+        if (p[1 + n] == '\0')
+            return true;
+    }
+    return false;
+}
+
+/* Whether file targets a and b cannot both be made: the same path, or
+   one a directory above the other. */
+static bool cred_files_clash(const char *a, const char *b)
+{
+    size_t la = strlen(a);
+    size_t lb = strlen(b);
+    size_t n = la < lb ? la : lb;
+
+    return strncmp(a, b, n) == 0 &&
+           (la == lb || (la < lb ? b[n] : a[n]) == '/');
+}
+
+/* Whether an env target is taken already: by spec.env or another binding. */
+static bool cred_env_taken(const struct sg_driver_sandbox *sb, size_t i)
+{
+    const char *name = sb->credentials[i].target;
+
+    for (size_t k = 0; k < sb->n_env; k++) {
+        if (STREQ(sb->env_names[k], name))
+            return true;
+    }
+    for (size_t k = 0; k < i; k++) {
+        if (sb->credentials[k].delivery == SG_DRIVER_DELIVER_ENV &&
+            STREQ(sb->credentials[k].target, name))
+            return true;
+    }
+    return false;
+}
+
+static int check_credential(const struct sg_driver_sandbox *sb, size_t i,
+                            struct sg_error *err)
+{
+    const struct sg_driver_credential *c = &sb->credentials[i];
+    const char *name = c->name != NULL ? c->name : "";
+    const char *t = c->target;
+
+    if (t == NULL || t[0] == '\0' || strlen(t) >= PROCESS_MAX_CRED_TARGET) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "process: credentials[%zu] (%.100s): target is "
+                        "missing or too long",
+                        i, name);
+        return -1;
+    }
+    if (c->delivery == SG_DRIVER_DELIVER_ENV) {
+        if (!valid_env_name(t) || cred_env_taken(sb, i)) {
+            sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                            "process: credentials[%zu] (%.100s): env name "
+                            "'%.100s' is invalid or already set",
+                            i, name, t);
+            return -1;
+        }
+        /* Only create sees the material; an argument ends at a NUL. */
+        if (c->material != NULL &&
+            memchr(c->material, '\0', c->material_len) != NULL) {
+            sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                            "process: credentials[%zu] (%.100s): an "
+                            "environment variable cannot hold a NUL byte",
+                            i, name);
+            return -1;
+        }
+        return 0;
+    }
+    if (c->delivery != SG_DRIVER_DELIVER_FILE) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "process: credentials[%zu] (%.100s): unknown "
+                        "delivery %d",
+                        i, name, (int)c->delivery);
+        return -1;
+    }
+    if (!cred_file_in_tmpfs(t)) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "process: credentials[%zu] (%.100s): file '%.200s' "
+                        "must be under /run or /tmp, the sandbox's own tmpfs",
+                        i, name, t);
+        return -1;
+    }
+    for (size_t k = 0; k < i; k++) {
+        if (sb->credentials[k].delivery == SG_DRIVER_DELIVER_FILE &&
+            cred_files_clash(sb->credentials[k].target, t)) {
+            sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                            "process: credentials[%zu] (%.100s): file "
+                            "'%.200s' clashes with credentials[%zu]",
+                            i, name, t, k);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The bindings, and the descriptors their files take: bwrap holds one per
+ * file until it has copied it, below its own, so that open_files must
+ * leave it the room it needs without them.
+ */
+static int check_credentials(const struct process_settings *s,
+                             const struct sg_driver_sandbox *sb,
+                             const struct process_block *b,
+                             struct sg_error *err)
+{
+    struct process_limits l;
+    size_t n_files = 0;
+
+    if (sb->n_credentials == 0)
+        return 0;
+    if (sb->n_credentials > PROCESS_MAX_CREDENTIALS ||
+        sb->credentials == NULL) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "process: at most %d credentials per sandbox",
+                        PROCESS_MAX_CREDENTIALS);
+        return -1;
+    }
+    for (size_t i = 0; i < sb->n_credentials; i++) {
+        if (check_credential(sb, i, err) < 0)
+            return -1;
+        n_files += sb->credentials[i].delivery == SG_DRIVER_DELIVER_FILE;
+    }
+    process_limits_effective(s, b, &l);
+    if (l.open_files != 0 && l.open_files < PROCESS_MIN_OPEN_FILES + n_files) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "process: %zu credential files need limits.open_files "
+                        "of at least %zu",
+                        n_files, PROCESS_MIN_OPEN_FILES + n_files);
+        return -1;
+    }
+    return 0;
+}
+
 int process_sandbox_check(const struct process_settings *s,
                           const struct sg_driver_sandbox *sb,
                           struct process_block *out, struct sg_error *err)
@@ -740,6 +891,8 @@ int process_sandbox_check(const struct process_settings *s,
             goto cleanup;
         }
     }
+    if (check_credentials(s, sb, b, err) < 0)
+        goto cleanup;
     ret = 0;
  cleanup:
     process_block_clear(&local);

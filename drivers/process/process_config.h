@@ -34,6 +34,9 @@
  *                     failure_threshold}
  *   grace_period_ms  integer
  *
+ * Credential bindings (struct sg_driver_credential) are checked with the
+ * sandbox: see process_sandbox_check.
+ *
  * Messages name the path: "process.limits.pids: expected an integer",
  * "process.foo: unknown key"; settings messages start with
  * "process settings: ".
@@ -55,6 +58,12 @@
 #define PROCESS_MAX_GRACE_MS 3600000
 #define PROCESS_DEFAULT_PERIOD_MS 1000
 #define PROCESS_DEFAULT_TIMEOUT_MS 1000
+/* The fewest descriptors bwrap starts with (the open_files minimum). */
+#define PROCESS_MIN_OPEN_FILES 16
+/* Credential bindings per sandbox (the gateway's limit too), and the
+   longest target. */
+#define PROCESS_MAX_CREDENTIALS 32
+#define PROCESS_MAX_CRED_TARGET 1024
 /* Who sandboxes run as under "user": "auto" when the gateway is root. */
 #define PROCESS_NOBODY_UID 65534
 #define PROCESS_NOBODY_GID 65534
@@ -142,8 +151,15 @@ void process_block_clear(struct process_block *b);
 
 /*
  * Validate a whole sandbox for this driver: the block (decoded into *out
- * when out is not NULL), a non-empty command, working_dir, the image name
- * and the env names. Returns 0, or -1 with err set.
+ * when out is not NULL), a non-empty command, working_dir, the image name,
+ * the env names and the credential bindings (ABI 1.3; the caller passes
+ * none to a host that predates them): at most PROCESS_MAX_CREDENTIALS, an
+ * env target not set twice, a file target strictly under /run/ or /tmp/
+ * (the sandbox's own tmpfs) that no other file target is at or below, and
+ * limits.open_files leaving bwrap room for one descriptor per file. When
+ * the material is there (create), an env binding's must hold no NUL
+ * byte. Messages name the binding and its target, never the material.
+ * Returns 0, or -1 with err set.
  */
 int process_sandbox_check(const struct process_settings *s,
                           const struct sg_driver_sandbox *sb,

@@ -1415,6 +1415,8 @@ static int sandbox_start(struct pd_sandbox *s,
     l.env_names = sb->env_names;
     l.env_values = sb->env_values;
     l.n_env = sb->n_env;
+    l.credentials = sb->credentials;
+    l.n_credentials = sb->n_credentials;
     l.limits = &s->rec.limits;
     l.stdout_fd = out_w;
     l.stderr_fd = err_w;
@@ -1733,12 +1735,30 @@ static void pd_close(void *priv)
     drv->watch_cb = NULL;
 }
 
+/*
+ * sb as this host filled it: a host older than ABI 1.3 has no credential
+ * fields, so they are read (and passed on) only from a newer one; *copy
+ * holds the older fields otherwise.
+ */
+static const struct sg_driver_sandbox *
+sandbox_view(const struct pd_driver *drv, const struct sg_driver_sandbox *sb,
+             struct sg_driver_sandbox *copy)
+{
+    if (drv->host->abi_minor >= 3)
+        return sb;
+    memset(copy, 0, sizeof(*copy));
+    memcpy(copy, sb, offsetof(struct sg_driver_sandbox, credentials));
+    return copy;
+}
+
 static int pd_validate(void *priv, const struct sg_driver_sandbox *sb,
                        char **errmsg)
 {
     struct pd_driver *drv = priv;
     struct sg_error err = SG_ERROR_INIT;
+    struct sg_driver_sandbox copy;
 
+    sb = sandbox_view(drv, sb, &copy);
     if (process_sandbox_check(&drv->settings, sb, NULL, &err) < 0) {
         *errmsg = host_strdup_msg(drv, err.message);
         sg_error_reset(&err);
@@ -1790,14 +1810,17 @@ static int pd_create(void *priv, const struct sg_driver_sandbox *sb,
     struct pd_driver *drv = priv;
     struct sg_error err = SG_ERROR_INIT;
     struct process_block b = {0};
+    struct sg_driver_sandbox copy;
     struct pd_sandbox *s;
     int ret;
 
     if (drv->closing)
         return -1;
+    sb = sandbox_view(drv, sb, &copy);
     if (!process_id_valid(sb->id))
         return defer_error(drv, SG_DRIVER_ERR_INVALID,
                            "process: invalid sandbox id", done, opaque);
+    /* An existing sandbox keeps what it was given: material is ignored. */
     s = find_sandbox(drv, sb->id);
     if (s != NULL) {
         if (s->removing)
@@ -1912,7 +1935,7 @@ const struct sg_driver_ops sg_process_driver = {
     .struct_size = sizeof(struct sg_driver_ops),
     .name = DRIVER_NAME,
     .caps = SG_DRIVER_CAP_WATCH | SG_DRIVER_CAP_LOGS | SG_DRIVER_CAP_NETWORK |
-            SG_DRIVER_CAP_SURVIVES_RESTART,
+            SG_DRIVER_CAP_SURVIVES_RESTART | SG_DRIVER_CAP_CREDENTIALS,
     .priv_size = sizeof(struct pd_driver),
     .open = pd_open,
     .close = pd_close,

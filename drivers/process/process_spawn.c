@@ -30,8 +30,17 @@
 
 #include "process_state.h"
 
-/* Where the child parks descriptors before moving them to 0..4. */
+/* The descriptors bwrap starts with: 0..2, the args memfd (3), the
+   status file (4), then one memfd per credential file. */
+#define CHILD_FD_ARGS 3
+#define CHILD_FD_STATUS 4
+#define CHILD_FD_CREDS 5
+#define CHILD_N_FDS (CHILD_FD_CREDS + PROCESS_MAX_CREDENTIALS)
+/* Where the child parks descriptors before moving them to 0..n-1. */
 #define CHILD_FD_PARK 64
+
+_Static_assert(CHILD_FD_PARK >= CHILD_N_FDS,
+               "parked descriptors must not land on their targets");
 
 /* ---- arguments ---- */
 
@@ -100,9 +109,35 @@ static int add_rootfs(struct sg_buf *b, const char *rootfs,
 }
 
 /*
+ * One read-only file per FILE binding, from the memfd the child puts at
+ * CHILD_FD_CREDS + j (bwrap copies it into its own tmpfs and binds the
+ * copy). On the command line, not in the args memfd: bwrap runs its
+ * options in order and "--args 3" comes first, while these must follow
+ * the tmpfs they land in; the paths and descriptor numbers are not
+ * secret.
+ */
+static void add_cred_files(const struct process_launch *l, struct sg_buf *b)
+{
+    int fd = CHILD_FD_CREDS;
+
+    for (size_t i = 0; i < l->n_credentials; i++) {
+        char num[16];
+
+        if (l->credentials[i].delivery != SG_DRIVER_DELIVER_FILE)
+            continue;
+        snprintf(num, sizeof(num), "%d", fd++);
+        add_arg(b, "--perms");
+        add_arg(b, "0400");
+        add_arg(b, "--ro-bind-data");
+        add_arg(b, num);
+        add_arg(b, l->credentials[i].target);
+    }
+}
+
+/*
  * The options for bwrap: the environment goes to env (read by bwrap from
- * the memfd), everything else to b (bwrap's command line, where an
- * operator's ps shows the mounts).
+ * the memfd; write_args_memfd adds the ENV bindings), everything else to
+ * b (bwrap's command line, where an operator's ps shows the mounts).
  */
 static int build_args(const struct process_launch *l, struct sg_buf *b,
                       struct sg_buf *env, struct sg_error *err)
@@ -129,6 +164,7 @@ static int build_args(const struct process_launch *l, struct sg_buf *b,
         add_arg(b, "--tmpfs");
         add_arg(b, l->hide_dir);
     }
+    add_cred_files(l, b);
     add_arg(b, "--dir");
     add_arg(b, "/work");
     add_arg(b, "--bind");
@@ -164,38 +200,80 @@ static int build_args(const struct process_launch *l, struct sg_buf *b,
     return 0;
 }
 
-static int write_memfd(const struct sg_buf *b, struct sg_error *err)
+static bool write_all(int fd, const void *data, size_t len)
 {
-    int fd = memfd_create("sandgate-bwrap-args", MFD_CLOEXEC);
-    const char *p = b->data;
-    size_t left = b->len;
-    char buf[128];
+    const char *p = data;
 
-    if (fd < 0) {
-        sg_error_report(err, SG_ERR_IO, "process: memfd_create: %s",
-                        sg_strerror(errno, buf, sizeof(buf)));
-        return -1;
-    }
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
 
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            sg_error_report(err, SG_ERR_IO,
-                            "process: cannot write bwrap "
-                            "arguments");
-            close(fd);
-            return -1;
-        }
+        if (n <= 0)
+            return false;
         p += n;
-        left -= (size_t)n;
+        len -= (size_t)n;
     }
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        close(fd);
+    return true;
+}
+
+static int memfd_new(const char *name, struct sg_error *err)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    char buf[128];
+
+    if (fd < 0)
+        sg_error_report(err, SG_ERR_IO, "process: memfd_create: %s",
+                        sg_strerror(errno, buf, sizeof(buf)));
+    return fd;
+}
+
+/*
+ * The args memfd: env, then "--setenv NAME VALUE" for each ENV binding,
+ * written straight from the borrowed material, so that the driver's
+ * memory never holds a copy of it.
+ */
+static int write_args_memfd(const struct process_launch *l,
+                            const struct sg_buf *env, struct sg_error *err)
+{
+    int fd = memfd_new("sandgate-bwrap-args", err);
+    bool ok;
+
+    if (fd < 0)
+        return -1;
+    ok = write_all(fd, env->data, env->len);
+    for (size_t i = 0; ok && i < l->n_credentials; i++) {
+        const struct sg_driver_credential *c = &l->credentials[i];
+
+        if (c->delivery != SG_DRIVER_DELIVER_ENV)
+            continue;
+        ok = write_all(fd, "--setenv", sizeof("--setenv")) &&
+             write_all(fd, c->target, strlen(c->target) + 1) &&
+             write_all(fd, c->material, c->material_len) &&
+             write_all(fd, "", 1);
+    }
+    if (!ok || lseek(fd, 0, SEEK_SET) < 0) {
         sg_error_report(err, SG_ERR_IO,
-                        "process: cannot rewind bwrap "
-                        "arguments");
+                        "process: cannot write bwrap arguments");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A memfd holding the material of FILE binding c, rewound. */
+static int write_cred_memfd(const struct sg_driver_credential *c,
+                            struct sg_error *err)
+{
+    int fd = memfd_new("sandgate-credential", err);
+
+    if (fd < 0)
+        return -1;
+    if (!write_all(fd, c->material, c->material_len) ||
+        lseek(fd, 0, SEEK_SET) < 0) {
+        sg_error_report(err, SG_ERR_IO,
+                        "process: cannot write a credential file");
+        close(fd);
         return -1;
     }
     return fd;
@@ -207,7 +285,8 @@ struct child_plan {
     const char *bwrap;
     char *const *argv;
     const struct process_limits *limits;
-    int fds[5]; /* become 0..4; -1 for none */
+    int fds[CHILD_N_FDS]; /* fds[i] becomes i; -1 for none */
+    int n_fds;
     int cgroup_procs_fd;
     int netns_fd;
     int sync_fd;
@@ -289,7 +368,7 @@ SG_NORETURN static void child_exec(const struct child_plan *p)
     static char *const empty_env[] = {NULL};
     struct sigaction sa;
     sigset_t none;
-    int parked[5];
+    int parked[CHILD_N_FDS];
     int errfd = p->fds[2];
 
     memset(&sa, 0, sizeof(sa));
@@ -330,7 +409,7 @@ SG_NORETURN static void child_exec(const struct child_plan *p)
         child_say(errfd, "sandgate: cannot bind the work directory\n");
         _exit(126);
     }
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < p->n_fds; i++) {
         parked[i] = -1;
         if (p->fds[i] >= 0) {
             parked[i] = fcntl(p->fds[i], F_DUPFD, CHILD_FD_PARK);
@@ -338,17 +417,17 @@ SG_NORETURN static void child_exec(const struct child_plan *p)
                 _exit(126);
         }
     }
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < p->n_fds; i++) {
         if (parked[i] >= 0 && dup2(parked[i], i) < 0)
             _exit(126);
     }
-    if (syscall(SYS_close_range, 5U, ~0U, 0U) < 0) {
+    if (syscall(SYS_close_range, (unsigned)p->n_fds, ~0U, 0U) < 0) {
         struct rlimit rl;
         int max = 65536;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536)
             max = (int)rl.rlim_cur;
-        for (int fd = 5; fd < max; fd++)
+        for (int fd = p->n_fds; fd < max; fd++)
             (void)close(fd);
     }
     /* No RLIMIT_NPROC for pids: it counts every process of the uid on the
@@ -396,15 +475,31 @@ int process_launch_start(const struct process_launch *l, pid_t *pid,
     size_t k;
     int argsfd = -1;
     int nullfd = -1;
+    int credfds[PROCESS_MAX_CREDENTIALS];
+    int n_credfds = 0;
     char buf[128];
     pid_t child;
     int ret = -1;
 
+    if (l->n_credentials > PROCESS_MAX_CREDENTIALS) {
+        sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
+                        "process: at most %d credentials per sandbox",
+                        PROCESS_MAX_CREDENTIALS);
+        return -1;
+    }
     if (build_args(l, &args, &env, err) < 0)
         goto cleanup;
-    argsfd = write_memfd(&env, err);
+    argsfd = write_args_memfd(l, &env, err);
     if (argsfd < 0)
         goto cleanup;
+    for (size_t i = 0; i < l->n_credentials; i++) {
+        if (l->credentials[i].delivery != SG_DRIVER_DELIVER_FILE)
+            continue;
+        credfds[n_credfds] = write_cred_memfd(&l->credentials[i], err);
+        if (credfds[n_credfds] < 0)
+            goto cleanup;
+        n_credfds++;
+    }
     for (size_t i = 0; i < args.len; i++)
         n_opts += args.data[i] == '\0';
     nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -436,8 +531,11 @@ int process_launch_start(const struct process_launch *l, pid_t *pid,
     plan.fds[0] = nullfd;
     plan.fds[1] = l->stdout_fd >= 0 ? l->stdout_fd : nullfd;
     plan.fds[2] = l->stderr_fd >= 0 ? l->stderr_fd : nullfd;
-    plan.fds[3] = argsfd;
-    plan.fds[4] = l->status_fd;
+    plan.fds[CHILD_FD_ARGS] = argsfd;
+    plan.fds[CHILD_FD_STATUS] = l->status_fd;
+    for (int i = 0; i < n_credfds; i++)
+        plan.fds[CHILD_FD_CREDS + i] = credfds[i];
+    plan.n_fds = CHILD_FD_CREDS + n_credfds;
     plan.cgroup_procs_fd = l->cgroup_procs_fd;
     plan.netns_fd = l->netns_fd;
     plan.sync_fd = l->sync_fd;
@@ -461,12 +559,18 @@ int process_launch_start(const struct process_launch *l, pid_t *pid,
     *pid = child;
     ret = 0;
  cleanup:
+    /* The child has its copies; the material lives on only there. */
     free(argv);
     if (argsfd >= 0)
         close(argsfd);
+    for (int i = 0; i < n_credfds; i++)
+        close(credfds[i]);
     if (nullfd >= 0)
         close(nullfd);
     sg_buf_free(&args);
+    /* spec.env values may be the tenant's secrets too. */
+    if (env.data != NULL)
+        explicit_bzero(env.data, env.cap);
     sg_buf_free(&env);
     return ret;
 }

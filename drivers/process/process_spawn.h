@@ -12,6 +12,15 @@
  * /proc/<pid>/cmdline; the other options (mounts, namespaces) and the
  * command are on the command line, where ps shows them.
  *
+ * Credential bindings: an ENV one is one more --setenv in that memfd; a
+ * FILE one is a memfd of its own holding the material, which the child
+ * puts at descriptor 5, 6, ... and which bwrap copies into a 0400 file
+ * bound read-only at the target ("--perms 0400 --ro-bind-data FD DEST",
+ * after the tmpfs of /run and /tmp). The material is written from the
+ * caller's buffer straight into the memfds: no copy of it stays in the
+ * gateway's memory or reaches a host file, and the parent closes the
+ * memfds once the child has its own.
+ *
  * The sandbox's filesystem is bwrap's own tmpfs root with each top-level
  * entry of the rootfs bound read-only (symbolic links recreated), except
  * /dev, /proc and /tmp (fresh), /run (an empty tmpfs: host sockets stay
@@ -66,6 +75,10 @@ struct process_launch {
     const char *const *env_names;
     const char *const *env_values;
     size_t n_env;
+    /* Checked bindings, material set; at most PROCESS_MAX_CREDENTIALS.
+       Borrowed for the call. */
+    const struct sg_driver_credential *credentials;
+    size_t n_credentials;
     const struct process_limits *limits;
     int stdout_fd;       /* -1: /dev/null */
     int stderr_fd;       /* -1: /dev/null */

@@ -657,7 +657,8 @@ START_TEST(test_ops_table)
     ck_assert_uint_eq(sg_process_driver.caps,
                       SG_DRIVER_CAP_WATCH | SG_DRIVER_CAP_LOGS |
                           SG_DRIVER_CAP_NETWORK |
-                          SG_DRIVER_CAP_SURVIVES_RESTART);
+                          SG_DRIVER_CAP_SURVIVES_RESTART |
+                          SG_DRIVER_CAP_CREDENTIALS);
     ck_assert(sg_process_driver.watch != NULL);
     ck_assert(sg_process_driver.list != NULL);
 }

@@ -16,6 +16,7 @@
 #include "testutils.h"
 
 #include "buf.h"
+#include "process_config.h"
 #include "process_driver.h"
 #include "process_spawn.h"
 #include "process_state.h"
@@ -1596,6 +1597,465 @@ START_TEST(test_host_user_explicit)
 }
 END_TEST
 
+/* ---- credential bindings ---- */
+
+/* Markers that must show nowhere but in the sandbox. */
+#define ENV_SECRET "envS3cret-Zq81"
+#define GIT_SECRET "gitS3cret-Wp47"
+#define SSH_SECRET "sshS3cret-Kd05"
+
+static const uint8_t env_material[] = ENV_SECRET "\x01 with\nnewline";
+/* Bytes that are not text, a NUL among them, around the marker. */
+static const uint8_t git_material[] = "\x00\xff\x01" GIT_SECRET "\n\x7f";
+static const uint8_t ssh_material[] = SSH_SECRET "\x00tail\x80";
+
+/* The lowercase hex of n bytes, as od -tx1 shows them (without spaces). */
+static void to_hex(const uint8_t *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+/* The hex digits of an od -An -tx1 dump, whitespace dropped. */
+static char *read_hex(const char *path)
+{
+    char *text = read_text(path);
+    size_t k = 0;
+
+    ck_assert_msg(text != NULL, "%s missing", path);
+    for (size_t i = 0; text[i] != '\0'; i++) {
+        if (text[i] != ' ' && text[i] != '\n')
+            text[k++] = text[i];
+    }
+    text[k] = '\0';
+    return text;
+}
+
+static void assert_hex(const char *path, const uint8_t *p, size_t n)
+{
+    char want[256];
+    char *got = read_hex(path);
+
+    ck_assert_uint_lt(2 * n, sizeof(want));
+    to_hex(p, n, want);
+    ck_assert_str_eq(got, want);
+    free(got);
+}
+
+/* Whether needle occurs in the first MiB of path (FIFOs read as empty). */
+static bool raw_file_holds(const char *path, const char *needle)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    static char data[1 << 20];
+    ssize_t len;
+
+    if (fd < 0)
+        return false;
+    len = read(fd, data, sizeof(data));
+    close(fd);
+    return len > 0 && memmem(data, (size_t)len, needle, strlen(needle)) != NULL;
+}
+
+/* No regular file under dir (but skip) holds needle. */
+static void assert_tree_clean(const char *dir, const char *skip,
+                              const char *needle)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    ck_assert_ptr_nonnull(d);
+    for (e = readdir(d); e != NULL; e = readdir(d)) {
+        char path[600];
+        struct stat st;
+
+        if (STREQ(e->d_name, ".") || STREQ(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (STREQ(path, skip) || lstat(path, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            assert_tree_clean(path, skip, needle);
+        else if (S_ISREG(st.st_mode))
+            ck_assert_msg(!raw_file_holds(path, needle), "%s holds %s", path,
+                          needle);
+    }
+    closedir(d);
+}
+
+static bool proc_holds(pid_t pid, const char *file, const char *needle)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    ck_assert_msg(access(path, R_OK) == 0, "%s unreadable", path);
+    return raw_file_holds(path, needle);
+}
+
+/* How many of our descriptors are memfds whose name starts with name. */
+static int count_memfds(const char *name)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    char want[64];
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    snprintf(want, sizeof(want), "/memfd:%s", name);
+    for (e = readdir(d); e != NULL; e = readdir(d)) {
+        char link[256];
+        ssize_t len;
+
+        len = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+        if (len <= 0)
+            continue;
+        link[len] = '\0';
+        n += STRPREFIX(link, want);
+    }
+    closedir(d);
+    return n;
+}
+
+/* The oldest child of pid. */
+static pid_t first_child(pid_t pid)
+{
+    char path[64];
+    char *text;
+    pid_t child;
+
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
+             (int)pid);
+    text = read_text(path);
+    ck_assert_ptr_nonnull(text);
+    child = (pid_t)strtol(text, NULL, 10);
+    free(text);
+    ck_assert_int_gt(child, 0);
+    return child;
+}
+
+START_TEST(test_credentials_delivered)
+{
+    static const char *const cmd[] = {
+        "sh", "-c",
+        "printf %s \"$SG_API_TOKEN\" | od -An -tx1 -v > /work/env.hex; "
+        "od -An -tx1 -v /run/secrets/git > /work/git.hex; "
+        "od -An -tx1 -v /tmp/keys/id > /work/ssh.hex; "
+        "stat -c '%a %u %g' /run/secrets/git /tmp/keys/id > /work/stat; "
+        "id -u > /work/uid; "
+        "if echo x >> /run/secrets/git; then echo writable; fi > /work/ro; "
+        "ls /proc/$$/fd > /work/fds; "
+        "echo done > /work/done; exec sleep 1000"};
+    const struct sg_driver_credential creds[] = {
+        {.name = "api",
+         .delivery = SG_DRIVER_DELIVER_ENV,
+         .target = "SG_API_TOKEN",
+         .material = env_material,
+         .material_len = sizeof(env_material) - 1},
+        {.name = "git",
+         .delivery = SG_DRIVER_DELIVER_FILE,
+         .target = "/run/secrets/git",
+         .material = git_material,
+         .material_len = sizeof(git_material) - 1},
+        {.name = "ssh",
+         .delivery = SG_DRIVER_DELIVER_FILE,
+         .target = "/tmp/keys/id",
+         .material = ssh_material,
+         .material_len = sizeof(ssh_material) - 1},
+    };
+    static const char *const secrets[] = {ENV_SECRET, GIT_SECRET, SSH_SECRET};
+    static const uint8_t other[] = "otherS3cret-Jx22";
+    const struct sg_driver_credential again[] = {
+        {.name = "git",
+         .delivery = SG_DRIVER_DELIVER_FILE,
+         .target = "/run/secrets/git",
+         .material = other,
+         .material_len = sizeof(other) - 1},
+    };
+    unsigned uid = geteuid() == 0 ? 65534 : (unsigned)geteuid();
+    struct sg_driver_sandbox sb;
+    char want[128];
+    char work[512];
+    struct result r;
+    struct pids p;
+    char *text;
+
+    ck_assert(ops->caps & SG_DRIVER_CAP_CREDENTIALS);
+    open_driver(DEFAULT_SETTINGS);
+    sb = make_sb("sb-cred", cmd, 3, NULL);
+    sb.credentials = creds;
+    sb.n_credentials = SG_N_ELEMENTS(creds);
+    r = create_sb(&sb);
+    ck_assert_msg(r.result == SG_DRIVER_OK, "create: %s", r.message);
+    /* The gateway keeps no memfd open (the sandbox has its copies). */
+    ck_assert_int_eq(count_memfds("sandgate-"), 0);
+    wait_state("sb-cred", SG_DRIVER_STATE_RUNNING);
+    wait_file_has(sb_path("sb-cred", "work/done"), "done");
+
+    /* Inside: the exact bytes, 0400 and the sandbox user's. */
+    assert_hex(sb_path("sb-cred", "work/env.hex"), env_material,
+               sizeof(env_material) - 1);
+    assert_hex(sb_path("sb-cred", "work/git.hex"), git_material,
+               sizeof(git_material) - 1);
+    assert_hex(sb_path("sb-cred", "work/ssh.hex"), ssh_material,
+               sizeof(ssh_material) - 1);
+    text = read_text(sb_path("sb-cred", "work/uid"));
+    snprintf(want, sizeof(want), "%u\n", uid);
+    ck_assert_str_eq(text, want);
+    free(text);
+    text = read_text(sb_path("sb-cred", "work/stat"));
+    snprintf(want, sizeof(want), "400 %u %u\n400 %u %u\n", uid, uid, uid, uid);
+    ck_assert_str_eq(text, want);
+    free(text);
+    text = read_text(sb_path("sb-cred", "work/ro"));
+    ck_assert_str_eq(text, "");
+    free(text);
+    /* bwrap closed the memfds it copied: the sandbox inherits none. */
+    text = read_text(sb_path("sb-cred", "work/fds"));
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "\n5\n") == NULL &&
+                      strstr(text, "\n6\n") == NULL,
+                  "descriptors: %s", text);
+    free(text);
+
+    /* Outside: not on bwrap's command line (the paths are), not in its
+       environment, not in the driver's files, not in the log. */
+    p = record_pids("sb-cred");
+    ck_assert(proc_holds(p.bwrap, "cmdline", "--ro-bind-data"));
+    ck_assert(proc_holds(p.bwrap, "cmdline", "/run/secrets/git"));
+    snprintf(work, sizeof(work), "%s/sb-cred/work", state_dir);
+    for (size_t i = 0; i < SG_N_ELEMENTS(secrets); i++) {
+        ck_assert_msg(!proc_holds(p.bwrap, "cmdline", secrets[i]),
+                      "bwrap's command line holds %s", secrets[i]);
+        ck_assert_msg(!proc_holds(p.bwrap, "environ", secrets[i]),
+                      "bwrap's environment holds %s", secrets[i]);
+        assert_tree_clean(state_dir, work, secrets[i]);
+        ck_assert_ptr_null(strstr(sg_buf_str(&log_text), secrets[i]));
+    }
+    /* The command (bwrap's init's child) has it: the scan above could
+       find it. */
+    ck_assert(proc_holds(first_child(p.pid), "environ", ENV_SECRET));
+
+    /* Created again: the same sandbox, the new material ignored. */
+    sb.credentials = again;
+    sb.n_credentials = SG_N_ELEMENTS(again);
+    r = create_sb(&sb);
+    ck_assert_int_eq(r.result, SG_DRIVER_OK);
+    ck_assert_int_eq(r.st.state, SG_DRIVER_STATE_RUNNING);
+    ck_assert_int_eq(record_pids("sb-cred").bwrap, p.bwrap);
+    assert_tree_clean(state_dir, work, "otherS3cret");
+
+    remove_sb("sb-cred", 0);
+    for (size_t i = 0; i < SG_N_ELEMENTS(secrets); i++)
+        ck_assert_ptr_null(strstr(sg_buf_str(&log_text), secrets[i]));
+}
+END_TEST
+
+struct cred_case {
+    const char *target;
+    enum sg_driver_delivery delivery;
+    bool outside;        /* refused as not in the sandbox's tmpfs */
+    const char *message; /* else: NULL when accepted, or the refusal */
+};
+
+static const struct cred_case cred_cases[] = {
+    {"/etc/x", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/work/token", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/run", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/run/", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/tmp/", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/runner/x", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/tmp/../etc/x", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/run/a/./b", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/run//a", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/run/a/", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"run/a", SG_DRIVER_DELIVER_FILE, true, NULL},
+    {"/run/secrets/git", SG_DRIVER_DELIVER_FILE, false, NULL},
+    {"/tmp/a/b/c", SG_DRIVER_DELIVER_FILE, false, NULL},
+    {"/run/.git-credentials", SG_DRIVER_DELIVER_FILE, false, NULL},
+    {"GIT_TOKEN", SG_DRIVER_DELIVER_ENV, false, NULL},
+    {"A=B", SG_DRIVER_DELIVER_ENV, false,
+     "process: credentials[0] (git): env name 'A=B' is invalid or already "
+     "set"},
+    {"", SG_DRIVER_DELIVER_FILE, false,
+     "process: credentials[0] (git): target is missing or too long"},
+    {"/run/x", (enum sg_driver_delivery)7, false,
+     "process: credentials[0] (git): unknown delivery 7"},
+};
+
+/* config_validate of one binding; NULL when accepted, else the message. */
+static char *validate_creds(const struct sg_driver_credential *c, size_t n,
+                            const char *config)
+{
+    struct sg_driver_sandbox sb = make_sb(NULL, cmd_sleep, 2, config);
+    char *errmsg = NULL;
+    int rc;
+
+    sb.credentials = c;
+    sb.n_credentials = n;
+    rc = ops->config_validate(priv, &sb, &errmsg);
+    ck_assert_int_eq(rc == 0, errmsg == NULL);
+    return errmsg;
+}
+
+START_TEST(test_credentials_targets)
+{
+    const struct cred_case *tc = &cred_cases[_i];
+    struct sg_driver_credential c = {
+        .name = "git", .delivery = tc->delivery, .target = tc->target};
+    char want[256];
+    char *msg;
+
+    open_driver(DEFAULT_SETTINGS);
+    msg = validate_creds(&c, 1, NULL);
+    if (tc->outside) {
+        snprintf(want, sizeof(want),
+                 "process: credentials[0] (git): file '%s' must be under "
+                 "/run or /tmp, the sandbox's own tmpfs",
+                 tc->target);
+        ck_assert_str_eq(msg != NULL ? msg : "(accepted)", want);
+    } else if (tc->message != NULL) {
+        ck_assert_str_eq(msg != NULL ? msg : "(accepted)", tc->message);
+    } else {
+        ck_assert_msg(msg == NULL, "%s refused: %s", tc->target, msg);
+    }
+    free(msg);
+}
+END_TEST
+
+START_TEST(test_credentials_refused)
+{
+    static const uint8_t nul_material[] = "nulS3cret\0after";
+    static const char *const env_names[] = {"TAKEN"};
+    static const char *const env_values[] = {"v"};
+    struct sg_driver_credential many[PROCESS_MAX_CREDENTIALS + 1];
+    struct sg_driver_credential two[2] = {
+        {.name = "a", .delivery = SG_DRIVER_DELIVER_FILE, .target = "/run/a"},
+        {.name = "b", .delivery = SG_DRIVER_DELIVER_FILE, .target = "/run/a/b"},
+    };
+    struct sg_driver_credential c = {
+        .name = "git", .delivery = SG_DRIVER_DELIVER_FILE, .target = "/etc/x"};
+    char names[PROCESS_MAX_CREDENTIALS + 1][16];
+    struct sg_driver_sandbox sb;
+    struct result r;
+    char *msg = NULL;
+
+    open_driver(DEFAULT_SETTINGS);
+    /* create checks the same, and makes nothing. */
+    sb = make_sb("sb-credbad", cmd_sleep, 2, NULL);
+    sb.credentials = &c;
+    sb.n_credentials = 1;
+    r = create_sb(&sb);
+    ck_assert_int_eq(r.result, SG_DRIVER_ERR_INVALID);
+    ck_assert_str_eq(r.message,
+                     "process: credentials[0] (git): file '/etc/x' must be "
+                     "under /run or /tmp, the sandbox's own tmpfs");
+    ck_assert(!exists(sb_path("sb-credbad", "")));
+
+    /* An env value cannot hold a NUL; the message does not show it. */
+    c.delivery = SG_DRIVER_DELIVER_ENV;
+    c.target = "GIT_TOKEN";
+    c.material = nul_material;
+    c.material_len = sizeof(nul_material) - 1;
+    r = create_sb(&sb);
+    ck_assert_int_eq(r.result, SG_DRIVER_ERR_INVALID);
+    ck_assert_str_eq(r.message, "process: credentials[0] (git): an "
+                                "environment variable cannot hold a NUL "
+                                "byte");
+    ck_assert(!exists(sb_path("sb-credbad", "")));
+    ck_assert_ptr_null(strstr(sg_buf_str(&log_text), "nulS3cret"));
+
+    /* Taken env names, clashing files, too many. */
+    c.material = NULL;
+    c.material_len = 0;
+    c.target = "TAKEN";
+    sb = make_sb(NULL, cmd_sleep, 2, NULL);
+    sb.env_names = env_names;
+    sb.env_values = env_values;
+    sb.n_env = 1;
+    sb.credentials = &c;
+    sb.n_credentials = 1;
+    ck_assert_int_eq(ops->config_validate(priv, &sb, &msg), -1);
+    ck_assert_str_eq(msg, "process: credentials[0] (git): env name 'TAKEN' "
+                          "is invalid or already set");
+    free(msg);
+    msg = validate_creds(two, 2, NULL);
+    ck_assert_str_eq(msg != NULL ? msg : "(accepted)",
+                     "process: credentials[1] (b): file '/run/a/b' clashes "
+                     "with credentials[0]");
+    free(msg);
+    for (size_t i = 0; i < SG_N_ELEMENTS(many); i++) {
+        snprintf(names[i], sizeof(names[i]), "/run/c%zu", i);
+        many[i] =
+            (struct sg_driver_credential){.name = "c",
+                                          .delivery = SG_DRIVER_DELIVER_FILE,
+                                          .target = names[i]};
+    }
+    msg = validate_creds(many, PROCESS_MAX_CREDENTIALS, NULL);
+    ck_assert_msg(msg == NULL, "32 refused: %s", msg);
+    msg = validate_creds(many, PROCESS_MAX_CREDENTIALS + 1, NULL);
+    ck_assert_str_eq(msg != NULL ? msg : "(accepted)",
+                     "process: at most 32 credentials per sandbox");
+    free(msg);
+    /* bwrap holds a descriptor per file above its own. */
+    msg = validate_creds(many, 2, "{\"limits\": {\"open_files\": 17}}");
+    ck_assert_str_eq(msg != NULL ? msg : "(accepted)",
+                     "process: 2 credential files need limits.open_files "
+                     "of at least 18");
+    free(msg);
+    msg = validate_creds(many, 2, "{\"limits\": {\"open_files\": 18}}");
+    ck_assert_msg(msg == NULL, "refused: %s", msg);
+
+    /* A host older than ABI 1.3 has no such fields: they are not read. */
+    host.abi_minor = 2;
+    c.delivery = SG_DRIVER_DELIVER_FILE;
+    c.target = "/etc/x";
+    msg = validate_creds(&c, 1, NULL);
+    ck_assert_msg(msg == NULL, "read on a 1.2 host: %s", msg);
+    host.abi_minor = SG_DRIVER_ABI_MINOR;
+}
+END_TEST
+
+/* Many files, the largest number a sandbox may have, with open_files at
+   the least that allows them: bwrap still starts. */
+START_TEST(test_credentials_max_files)
+{
+    static const char *const cmd[] = {
+        "sh", "-c",
+        "cat /run/c/0 /tmp/c/31 > /work/out; echo done > /work/done"};
+    struct sg_driver_credential creds[PROCESS_MAX_CREDENTIALS];
+    char targets[PROCESS_MAX_CREDENTIALS][16];
+    char material[PROCESS_MAX_CREDENTIALS][8];
+    char config[96];
+    struct sg_driver_sandbox sb;
+    struct result r;
+    char *text;
+
+    for (size_t i = 0; i < PROCESS_MAX_CREDENTIALS; i++) {
+        snprintf(targets[i], sizeof(targets[i]), "/%s/c/%zu",
+                 i % 2 == 0 ? "run" : "tmp", i);
+        snprintf(material[i], sizeof(material[i]), "m%zu.", i);
+        creds[i] = (struct sg_driver_credential){
+            .name = "c",
+            .delivery = SG_DRIVER_DELIVER_FILE,
+            .target = targets[i],
+            .material = (const uint8_t *)material[i],
+            .material_len = strlen(material[i])};
+    }
+    snprintf(config, sizeof(config), "{\"limits\": {\"open_files\": %d}}",
+             PROCESS_MIN_OPEN_FILES + PROCESS_MAX_CREDENTIALS);
+    open_driver(DEFAULT_SETTINGS);
+    sb = make_sb("sb-credmax", cmd, 3, config);
+    sb.credentials = creds;
+    sb.n_credentials = PROCESS_MAX_CREDENTIALS;
+    r = create_sb(&sb);
+    ck_assert_msg(r.result == SG_DRIVER_OK, "create: %s", r.message);
+    wait_file_has(sb_path("sb-credmax", "work/done"), "done");
+    text = read_text(sb_path("sb-credmax", "work/out"));
+    ck_assert_str_eq(text, "m0.m31.");
+    free(text);
+    remove_sb("sb-credmax", 0);
+}
+END_TEST
+
 static Suite *process_driver_suite(void)
 {
     Suite *s = suite_create("process_driver");
@@ -1623,6 +2083,11 @@ static Suite *process_driver_suite(void)
     tcase_add_test(tc, test_launch_waits_for_go);
     tcase_add_test(tc, test_host_user);
     tcase_add_test(tc, test_host_user_explicit);
+    tcase_add_test(tc, test_credentials_delivered);
+    tcase_add_loop_test(tc, test_credentials_targets, 0,
+                        SG_N_ELEMENTS(cred_cases));
+    tcase_add_test(tc, test_credentials_refused);
+    tcase_add_test(tc, test_credentials_max_files);
     suite_add_tcase(s, tc);
     return s;
 }
