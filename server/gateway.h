@@ -10,13 +10,15 @@
  * members are themselves safe to use from request threads as their
  * headers say (store: any thread; driver: validate/describe only;
  * reconciler: kick only; events: add and the subscriber calls;
- * credentials: everything but new/free; cred_checker: submit).
+ * credentials: everything but new/free; cred_workers: run).
  */
 #ifndef SG_GATEWAY_H
 #define SG_GATEWAY_H
 
 #include "internal.h"
 #include "authz.h"
+#include "cred_bind.h"
+#include "cred_workers.h"
 #include "credsrc.h"
 #include "driver.h"
 #include "event_hub.h"
@@ -24,7 +26,6 @@
 #include "store.h"
 #include "validate.h"
 
-struct sg_cred_checker; /* svc_credentials.h */
 
 struct sg_gateway {
     struct sg_store *store;
@@ -37,11 +38,15 @@ struct sg_gateway {
     /* Fan-out of committed events to WatchEvents streams; NULL in tests
        that serve without it (EventService then answers UNIMPLEMENTED). */
     struct sg_event_hub *events;
-    /* Credential sources, and the threads that run CheckCredential's
-       resolutions; NULL in tests that serve without them
-       (CredentialService then answers UNIMPLEMENTED). */
+    /* Credential sources, and the threads that run their resolutions
+       (CheckCredential's and delivery's); NULL in tests that serve
+       without them (CredentialService then answers UNIMPLEMENTED, and a
+       create with bindings too). */
     struct sg_credsrc_registry *credentials;
-    struct sg_cred_checker *cred_checker;
+    struct sg_cred_workers *cred_workers;
+    /* What the reconciler resolves bindings with (members borrowed from
+       the ones above). */
+    struct sg_cred_delivery delivery;
 };
 
 #endif /* SG_GATEWAY_H */

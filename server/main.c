@@ -182,8 +182,8 @@ static int ensure_data_dir(const char *dir, struct sg_error *err)
 static void stop_gateway(struct sg_gateway *gw)
 {
     /* Queued checks are answered (their calls hold references). */
-    sg_cred_checker_stop(gw->cred_checker);
-    gw->cred_checker = NULL;
+    sg_cred_workers_stop(gw->cred_workers);
+    gw->cred_workers = NULL;
     sg_authz_stop(gw->authz);
     sg_reconciler_stop(gw->reconciler);
     if (gw->driver)
@@ -266,8 +266,8 @@ static int open_credentials(struct sg_gateway *gw, const struct sg_config *cfg,
     gw->credentials = sg_credsrc_registry_new(&cc, err);
     if (!gw->credentials)
         goto cleanup;
-    gw->cred_checker = sg_cred_checker_start(gw->credentials, 0, err);
-    if (!gw->cred_checker)
+    gw->cred_workers = sg_cred_workers_start(0, err);
+    if (!gw->cred_workers)
         goto cleanup;
     SG_INFO("credential sources: %zu file directories, env prefix %s, "
             "%zu plugins",
@@ -389,6 +389,12 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
     gw->driver = sg_driver_open(&da, err);
     if (!gw->driver)
         return -1;
+    gw->delivery = (struct sg_cred_delivery){
+        .store = gw->store,
+        .registry = gw->credentials,
+        .workers = gw->cred_workers,
+        .audit = gw->authz ? sg_authz_audit(gw->authz) : NULL};
+    rc.credentials = &gw->delivery;
     gw->reconciler = sg_reconciler_start(&d->loop, gw->store, gw->driver, &rc,
                                          err);
     if (!gw->reconciler)

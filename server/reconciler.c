@@ -40,6 +40,10 @@ struct item {
     bool busy;       /* a driver call or store write is in flight */
     bool dirty;      /* kicked while busy: look again afterwards */
     bool created;    /* driver create succeeded since we started */
+    bool delivered;  /* that create was given resolved credentials */
+    /* Resolved bindings waiting for the create (or why they failed);
+       freed, and so wiped, as soon as the create has been called. */
+    struct sg_cred_resolved *creds;
     struct obs obs;
     /* The row as last written or read: the next step starts from it
        instead of reading the store. A conflict drops it (read again). */
@@ -96,6 +100,7 @@ static struct item *item_get(struct sg_reconciler *rec, const char *id)
 
 static void item_free(struct item *it)
 {
+    sg_cred_resolved_free(it->creds);
     sg_sandbox_row_free(it->row);
     free(it->id);
     free(it);
@@ -313,7 +318,72 @@ static void on_get_or_remove(void *opaque, enum sg_driver_result result,
         driver_done(it, result, st, message, false);
 }
 
-/* Ask the driver to create the object of row. */
+/* Loop thread: the bindings of it resolved (or not). */
+static void on_resolved(void *opaque, struct sg_cred_resolved *r)
+{
+    struct item *it = opaque;
+
+    if (it->rec->stopping) {
+        sg_cred_resolved_free(r);
+        return;
+    }
+    it->busy = false;
+    if (!r->ok && r->retry) {
+        char why[SG_ERROR_MESSAGE_MAX + 32];
+
+        snprintf(why, sizeof(why), "credentials: %s", r->message);
+        sg_cred_resolved_free(r);
+        backoff(it, why);
+        return;
+    }
+    sg_cred_resolved_free(it->creds);
+    it->creds = r;
+    step(it);
+}
+
+/* Have a worker resolve sb's bindings; the item is busy until then. */
+static void resolve_credentials(struct item *it,
+                                const Sandgate__V1__Sandbox *sb)
+{
+    struct sg_reconciler *rec = it->rec;
+    struct sg_error err = SG_ERROR_INIT;
+
+    if (!rec->cfg.credentials) {
+        it->creds = calloc(1, sizeof(*it->creds));
+        if (!it->creds) {
+            backoff(it, "out of memory");
+            return;
+        }
+        snprintf(it->creds->reason, sizeof(it->creds->reason),
+                 "CredentialsUnavailable");
+        snprintf(it->creds->message, sizeof(it->creds->message),
+                 "this gateway does not resolve credentials");
+        step(it);
+        return;
+    }
+    if (sg_cred_resolve(rec->cfg.credentials, sb, rec->queue, on_resolved,
+                        it, &err) == 0)
+        it->busy = true;
+    else
+        backoff(it, err.message);
+    sg_error_reset(&err);
+}
+
+/* Point the view's bindings at the resolved material. */
+static void view_material(struct sg_driver_view *view,
+                          const struct sg_cred_resolved *r)
+{
+    for (size_t i = 0; i < view->sb.n_credentials && i < r->n; i++) {
+        view->credentials[i].material = r->secrets[i]->data;
+        view->credentials[i].material_len = r->secrets[i]->len;
+    }
+}
+
+/*
+ * Ask the driver to create the object of row; a sandbox with bindings
+ * has them resolved first. The material is the driver's to copy during
+ * the call only: it is wiped right after.
+ */
 static void driver_create(struct item *it, const struct sg_sandbox_row *row)
 {
     struct sg_reconciler *rec = it->rec;
@@ -323,9 +393,20 @@ static void driver_create(struct item *it, const struct sg_sandbox_row *row)
     int rc = -1;
 
     memset(&view, 0, sizeof(view));
+    if (sb && sb->spec && sb->spec->n_credentials > 0 && !it->creds) {
+        resolve_credentials(it, sb);
+        sandgate__v1__sandbox__free_unpacked(sb, NULL);
+        return;
+    }
     if (sb && sg_driver_view_init(&view, sb, sg_driver_name(rec->driver),
-                                  &err) == 0)
+                                  &err) == 0) {
+        if (it->creds)
+            view_material(&view, it->creds);
         rc = sg_driver_create(rec->driver, &view.sb, on_create, it, &err);
+    }
+    it->delivered = it->creds != NULL;
+    sg_cred_resolved_free(it->creds);
+    it->creds = NULL;
     if (rc == 0) {
         it->busy = true;
         atomic_fetch_add(&rec->driver_calls, 1);
@@ -466,6 +547,25 @@ static bool observed_change(const struct item *it,
     }
 }
 
+/* The bindings did not resolve: fail the sandbox; the driver was never
+   called, so nothing is left behind. */
+static void credentials_failed(struct item *it,
+                               const struct sg_sandbox_row *row)
+{
+    struct sg_record_change chg = {
+        .phase = SG_PHASE_FAILED,
+        .reason = it->creds->reason,
+        .message = it->creds->message};
+    size_t n = 0;
+
+    if (row->phase == SG_PHASE_ACCEPTED)
+        chg.events[n++] = SG_EVENT_ALLOCATION_STARTED;
+    chg.events[n] = SG_EVENT_FAILED;
+    write_change(it, row, &chg);
+    sg_cred_resolved_free(it->creds);
+    it->creds = NULL;
+}
+
 /*
  * ACCEPTED or PROVISIONING: have the driver create the object (again,
  * after a restart: create is idempotent), then record in one write
@@ -480,6 +580,10 @@ static void step_create(struct item *it, const struct sg_sandbox_row *row)
     char backend[256], fallback[320];
     size_t n = 0;
 
+    if (it->creds && !it->creds->ok) {
+        credentials_failed(it, row);
+        return;
+    }
     if (!it->created) {
         driver_create(it, row);
         return;
@@ -487,6 +591,8 @@ static void step_create(struct item *it, const struct sg_sandbox_row *row)
     row_shows(row, backend, sizeof(backend), &shown);
     if (row->phase == SG_PHASE_ACCEPTED)
         chg.events[n++] = SG_EVENT_ALLOCATION_STARTED;
+    if (it->delivered && !*backend)
+        chg.events[n++] = SG_EVENT_CREDENTIALS_RESOLVED;
     if (!*backend) {
         snprintf(fallback, sizeof(fallback), "%s/%s",
                  sg_driver_name(it->rec->driver), it->id);

@@ -8,7 +8,10 @@
  * with what the driver last reported, and takes the one next step:
  *
  *   ACCEPTED      -> PROVISIONING   (event ALLOCATION_STARTED)
- *   PROVISIONING  driver create     (event RESOURCE_CREATED)
+ *   PROVISIONING  credential bindings resolved on a worker, when there
+ *                 are any (event CREDENTIALS_RESOLVED; a failure fails
+ *                 the sandbox before the driver is called)
+ *                 driver create     (event RESOURCE_CREATED)
  *                 -> READY / FAILED as the driver reports; a PENDING
  *                 report with a new reason or message (Unschedulable,
  *                 an image pull error) goes into the Ready condition
@@ -45,6 +48,7 @@
 #include "internal.h"
 #include "error.h"
 #include "store.h"
+#include "cred_bind.h"
 #include "driver.h"
 
 #include <uv.h>
@@ -61,6 +65,10 @@ struct sg_reconciler_config {
        driver, whatever its watch said: 0 = 2 s for a driver without
        SG_DRIVER_CAP_WATCH, 60 s for one with it (a safety net). */
     unsigned resync_interval_ms;
+    /* Resolves credential bindings for delivery (borrowed; its workers
+       must be stopped before sg_reconciler_stop). NULL: a sandbox with
+       bindings fails with CredentialsUnavailable. */
+    const struct sg_cred_delivery *credentials;
 };
 
 /*

@@ -224,6 +224,10 @@ static void event_text(enum sg_event_type type, const char **reason,
         *reason = "AllocationStarted";
         *message = "creating the backend object";
         break;
+    case SG_EVENT_CREDENTIALS_RESOLVED:
+        *reason = "CredentialsResolved";
+        *message = "credentials resolved and handed to the driver";
+        break;
     case SG_EVENT_RESOURCE_CREATED:
         *reason = "Created";
         *message = "backend object created";
@@ -328,6 +332,7 @@ int sg_driver_view_init(struct sg_driver_view *v,
     const Sandgate__V1__SandboxSpec *spec = sb->spec;
     size_t n_cmd = spec ? spec->n_command : 0;
     size_t n_env = spec ? spec->n_env : 0;
+    size_t n_creds = spec ? spec->n_credentials : 0;
     Sandgate__V1__SandboxSpec__EnvEntry **env = NULL;
 
     memset(v, 0, sizeof(*v));
@@ -339,7 +344,9 @@ int sg_driver_view_init(struct sg_driver_view *v,
     v->env_names = calloc(n_env + 1, sizeof(*v->env_names));
     v->env_values = calloc(n_env + 1, sizeof(*v->env_values));
     env = calloc(n_env + 1, sizeof(*env));
-    if (!v->command || !v->env_names || !v->env_values || !env) {
+    v->credentials = calloc(n_creds + 1, sizeof(*v->credentials));
+    if (!v->command || !v->env_names || !v->env_values || !env ||
+        !v->credentials) {
         free(env);
         sg_driver_view_clear(v);
         sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
@@ -355,6 +362,16 @@ int sg_driver_view_init(struct sg_driver_view *v,
         v->env_values[i] = env[i]->value;
     }
     free(env);
+    for (size_t i = 0; i < n_creds; i++) {
+        const Sandgate__V1__CredentialBinding *c = spec->credentials[i];
+        bool is_env =
+            c->delivery_case == SANDGATE__V1__CREDENTIAL_BINDING__DELIVERY_ENV;
+
+        v->credentials[i].name = c->credential;
+        v->credentials[i].delivery =
+            is_env ? SG_DRIVER_DELIVER_ENV : SG_DRIVER_DELIVER_FILE;
+        v->credentials[i].target = is_env ? c->env : c->file;
+    }
 
     v->sb.id = sb->id && *sb->id ? sb->id : NULL;
     v->sb.name = sb->name;
@@ -374,6 +391,8 @@ int sg_driver_view_init(struct sg_driver_view *v,
     v->sb.policy_hash = sb->status ? sb->status->policy_hash : "";
     v->sb.access_profile = sb->access_profile;
     v->sb.runtime_profile = sb->runtime_profile;
+    v->sb.credentials = v->credentials;
+    v->sb.n_credentials = n_creds;
     return 0;
 }
 
@@ -385,5 +404,6 @@ void sg_driver_view_clear(struct sg_driver_view *v)
     free(v->command);
     free(v->env_names);
     free(v->env_values);
+    free(v->credentials);
     memset(v, 0, sizeof(*v));
 }

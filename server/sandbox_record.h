@@ -109,7 +109,8 @@ int sg_event_for_row(const struct sg_sandbox_row *row,
  * The driver's view of a sandbox (struct sg_driver_sandbox) built from a
  * message: config_json is the JSON of driver_config[driver] ("{}" when
  * absent), owned by the view; strings are borrowed from sb. Env names
- * sorted. Returns 0, or -1 with err set (a driver_config that cannot be
+ * sorted. The credential bindings are in spec order, without material
+ * (the reconciler points material at resolved buffers for create only). Returns 0, or -1 with err set (a driver_config that cannot be
  * written as JSON, or no memory); clear the view either way.
  */
 struct sg_driver_view {
@@ -118,6 +119,7 @@ struct sg_driver_view {
     const char **command;
     const char **env_names;
     const char **env_values;
+    struct sg_driver_credential *credentials;
 };
 int sg_driver_view_init(struct sg_driver_view *v,
                         const Sandgate__V1__Sandbox *sb, const char *driver,

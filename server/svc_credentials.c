@@ -3,7 +3,7 @@
  *
  * Every handler: validate the request, authorize it (authz_call.h), then
  * read or write the store. A record is a reference to material, never
- * material; only CheckCredential resolves one, on the checker's threads
+ * material; only CheckCredential resolves one, on the credential workers
  * (resolving may block), and the material is wiped as soon as its length
  * is known. Nothing here logs, audits or answers material: messages come
  * from the sources, which promise the same.
@@ -14,6 +14,7 @@
 
 #include "authz_call.h"
 #include "canon.h"
+#include "cred_bind.h"
 #include "gateway.h"
 #include "log.h"
 #include "page_token.h"
@@ -85,21 +86,6 @@ unpack_row(const struct sg_credential_row *row, struct sg_error *err)
     return c;
 }
 
-/* The string field key of a Struct, or NULL. */
-static const char *struct_string(const Google__Protobuf__Struct *s,
-                                 const char *key)
-{
-    for (size_t i = 0; s && i < s->n_fields; i++) {
-        const Google__Protobuf__Struct__FieldsEntry *f = s->fields[i];
-
-        if (f->key && STREQ(f->key, key) && f->value &&
-            f->value->kind_case ==
-                GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
-            return f->value->string_value;
-    }
-    return NULL;
-}
-
 /* Authorize a source for rule: the kubernetes-secret coordinates come
    from the reference itself. */
 static int check_source(struct sg_call *call, const struct sg_authz_rule *rule,
@@ -107,15 +93,14 @@ static int check_source(struct sg_call *call, const struct sg_authz_rule *rule,
                         const Sandgate__V1__CredentialSource *src,
                         struct sg_error *err)
 {
-    const char *ns = NULL, *name = NULL, *key = NULL;
+    Sandgate__V1__Credential c = SANDGATE__V1__CREDENTIAL__INIT;
+    struct sg_authz_credential f;
 
-    if (STREQ(src->kind, "kubernetes-secret")) {
-        ns = struct_string(src->ref, "namespace");
-        name = struct_string(src->ref, "name");
-        key = struct_string(src->ref, "key");
-    }
-    return sg_authz_check_credential_source(call, rule, tenant, src->kind, ns,
-                                            name, key, err);
+    c.source = (Sandgate__V1__CredentialSource *)src;
+    sg_cred_source_facts(&c, &f);
+    return sg_authz_check_credential_source(call, rule, tenant, f.kind,
+                                            f.secret_namespace,
+                                            f.secret_name, f.secret_key, err);
 }
 
 /* Identity fields of Get, Delete and Check: required; a value that
@@ -737,23 +722,12 @@ void sg_svc_delete_credential(struct sg_call *call,
 /* ---- CheckCredential ------------------------------------------------- */
 
 struct check_job {
-    struct check_job *next;
     struct sg_call *call;
+    const struct sg_credsrc_registry *reg;
     char *name;
     char *tenant;
     char *kind;
     char *ref_json;
-};
-
-struct sg_cred_checker {
-    const struct sg_credsrc_registry *reg;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    struct check_job *head;
-    struct check_job *tail;
-    bool stopping;
-    pthread_t *threads;
-    unsigned n_threads;
 };
 
 static void job_free(struct check_job *job)
@@ -767,10 +741,10 @@ static void job_free(struct check_job *job)
     free(job);
 }
 
-/* Checker thread: resolve, wipe, audit, answer. */
-static void run_check(const struct sg_credsrc_registry *reg,
-                      struct check_job *job)
+/* Worker thread: resolve, wipe, audit, answer. */
+static void run_check(void *arg)
 {
+    struct check_job *job = arg;
     Sandgate__V1__CheckCredentialResponse resp =
         SANDGATE__V1__CHECK_CREDENTIAL_RESPONSE__INIT;
     Google__Protobuf__Timestamp now_ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -781,10 +755,11 @@ static void run_check(const struct sg_credsrc_registry *reg,
     char desc[DESCRIBE_MAX];
     size_t len = 0;
 
-    sg_credsrc_describe(reg, job->kind, job->ref_json, desc, sizeof(desc));
+    sg_credsrc_describe(job->reg, job->kind, job->ref_json, desc,
+                        sizeof(desc));
     sg_ms_to_timestamp(sg_now_ms(), &now_ts);
-    if (sg_credsrc_resolve(reg, job->kind, job->ref_json, &secret, &err) ==
-        0) {
+    if (sg_credsrc_resolve(job->reg, job->kind, job->ref_json, &secret,
+                           &err) == 0) {
         len = secret->len;
         /* Only the length was needed. */
         sg_secret_free(secret);
@@ -803,106 +778,13 @@ static void run_check(const struct sg_credsrc_registry *reg,
             resp.ok ? "resolves" : err.message);
     sg_call_reply(job->call, &resp.base);
     sg_error_reset(&err);
-}
-
-static void *checker_main(void *arg)
-{
-    struct sg_cred_checker *c = arg;
-
-    pthread_setname_np(pthread_self(), "sg-cred-check");
-    for (;;) {
-        struct check_job *job;
-
-        pthread_mutex_lock(&c->lock);
-        while (!c->head && !c->stopping)
-            pthread_cond_wait(&c->wake, &c->lock);
-        job = c->head;
-        if (job) {
-            c->head = job->next;
-            if (!c->head)
-                c->tail = NULL;
-        }
-        pthread_mutex_unlock(&c->lock);
-        if (!job)
-            break; /* stopping and nothing is left */
-        run_check(c->reg, job);
-        sg_call_unref(job->call);
-        job_free(job);
-    }
-    return NULL;
-}
-
-struct sg_cred_checker *sg_cred_checker_start(
-    const struct sg_credsrc_registry *reg, unsigned n_threads,
-    struct sg_error *err)
-{
-    struct sg_cred_checker *c = calloc(1, sizeof(*c));
-
-    if (!c) {
-        sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
-        return NULL;
-    }
-    c->reg = reg;
-    pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->wake, NULL);
-    if (n_threads == 0)
-        n_threads = 2;
-    c->threads = calloc(n_threads, sizeof(*c->threads));
-    if (!c->threads) {
-        sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
-        sg_cred_checker_stop(c);
-        return NULL;
-    }
-    for (unsigned i = 0; i < n_threads; i++) {
-        if (pthread_create(&c->threads[i], NULL, checker_main, c) != 0) {
-            sg_error_report(err, SG_ERR_INTERNAL,
-                            "cannot start a credential check thread");
-            sg_cred_checker_stop(c);
-            return NULL;
-        }
-        c->n_threads++;
-    }
-    return c;
-}
-
-void sg_cred_checker_stop(struct sg_cred_checker *c)
-{
-    if (!c)
-        return;
-    pthread_mutex_lock(&c->lock);
-    c->stopping = true;
-    pthread_cond_broadcast(&c->wake);
-    pthread_mutex_unlock(&c->lock);
-    for (unsigned i = 0; i < c->n_threads; i++)
-        pthread_join(c->threads[i], NULL);
-    free(c->threads);
-    pthread_cond_destroy(&c->wake);
-    pthread_mutex_destroy(&c->lock);
-    free(c);
-}
-
-/* Queue job (taken over); -1 with err set when stopping. */
-static int checker_submit(struct sg_cred_checker *c, struct check_job *job,
-                          struct sg_error *err)
-{
-    pthread_mutex_lock(&c->lock);
-    if (c->stopping) {
-        pthread_mutex_unlock(&c->lock);
-        sg_error_report(err, SG_ERR_UNAVAILABLE, "the gateway is stopping");
-        return -1;
-    }
-    if (c->tail)
-        c->tail->next = job;
-    else
-        c->head = job;
-    c->tail = job;
-    pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->lock);
-    return 0;
+    sg_call_unref(job->call);
+    job_free(job);
 }
 
 /* The job for a stored record: its kind and reference. */
 static struct check_job *make_job(struct sg_call *call,
+                                  const struct sg_credsrc_registry *reg,
                                   const Sandgate__V1__Credential *c,
                                   struct sg_error *err)
 {
@@ -913,6 +795,7 @@ static struct check_job *make_job(struct sg_call *call,
         return NULL;
     }
     job->call = call;
+    job->reg = reg;
     job->name = strdup(c->name);
     job->tenant = strdup(c->tenant);
     job->kind = strdup(c->source ? c->source->kind : "");
@@ -941,7 +824,7 @@ void sg_svc_check_credential(struct sg_call *call, const ProtobufCMessage *msg)
 
     if (!gw)
         return;
-    if (!gw->cred_checker) {
+    if (!gw->cred_workers) {
         sg_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
                        "this server does not check credentials");
         return;
@@ -965,15 +848,15 @@ void sg_svc_check_credential(struct sg_call *call, const ProtobufCMessage *msg)
                                &err);
         goto cleanup;
     }
-    job = make_job(call, c, &err);
+    job = make_job(call, gw->credentials, c, &err);
     if (!job)
         goto cleanup;
     sg_call_ref(call);
-    if (checker_submit(gw->cred_checker, job, &err) < 0) {
+    if (sg_cred_workers_run(gw->cred_workers, run_check, job, &err) < 0) {
         sg_call_unref(call);
         goto cleanup;
     }
-    job = NULL; /* the checker owns it */
+    job = NULL; /* the worker owns it */
 
  cleanup:
     if (sg_error_is_set(&err))

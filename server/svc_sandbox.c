@@ -15,6 +15,7 @@
 
 #include "authz_call.h"
 #include "canon.h"
+#include "cred_bind.h"
 #include "gateway.h"
 #include "log.h"
 #include "page_token.h"
@@ -156,36 +157,50 @@ static int driver_admit(struct sg_gateway *gw, const Sandgate__V1__Sandbox *sb,
 }
 
 /*
- * What the create asks for, from the request and the driver's facts (not
- * from the driver_config JSON). ac borrows from req and placement; the
- * credential name array is the caller's to free.
+ * What the create asks for, from the request, the driver's facts (not
+ * from the driver_config JSON) and the bound records' sources. ac
+ * borrows from req, placement and bound.
  */
-static int create_facts(const Sandgate__V1__CreateSandboxRequest *req,
-                        const struct sg_driver_placement *placement,
-                        struct sg_authz_create *ac, struct sg_error *err)
+static void create_facts(const Sandgate__V1__CreateSandboxRequest *req,
+                         const struct sg_driver_placement *placement,
+                         const struct sg_cred_bindings *bound,
+                         struct sg_authz_create *ac)
 {
     const Sandgate__V1__Sandbox *sb = req->sandbox;
     const Sandgate__V1__SandboxSpec *spec = sb->spec;
-    size_t n_creds = spec ? spec->n_credentials : 0;
-    const char **creds = calloc(n_creds ? n_creds : 1, sizeof(*creds));
 
-    if (!creds) {
-        sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < n_creds; i++)
-        creds[i] = spec->credentials[i]->credential;
     memset(ac, 0, sizeof(*ac));
     ac->tenant = sb->tenant;
     ac->project = sb->project;
     ac->access_profile = sb->access_profile;
     ac->runtime_profile = sb->runtime_profile;
-    ac->credentials = creds;
-    ac->n_credentials = n_creds;
+    ac->credentials = bound->authz;
+    ac->n_credentials = bound->n;
     ac->has_policy = spec && spec->policy &&
                      spec->policy->source_case !=
                          SANDGATE__V1__SANDBOX_POLICY__SOURCE__NOT_SET;
     ac->placement = placement;
+}
+
+/* Bindings need a driver that delivers and a gateway that resolves. */
+static int bindings_servable(struct sg_gateway *gw,
+                             const Sandgate__V1__Sandbox *sb,
+                             struct sg_error *err)
+{
+    if (!sb->spec || sb->spec->n_credentials == 0)
+        return 0;
+    if (!(sg_driver_caps(gw->driver) & SG_DRIVER_CAP_CREDENTIALS)) {
+        sg_error_report(err, SG_ERR_UNIMPLEMENTED,
+                        "sandbox.spec.credentials: the '%s' driver does not "
+                        "deliver credentials", sg_driver_name(gw->driver));
+        return -1;
+    }
+    if (!gw->credentials || !gw->cred_workers) {
+        sg_error_report(err, SG_ERR_UNIMPLEMENTED,
+                        "sandbox.spec.credentials: this server does not "
+                        "resolve credentials");
+        return -1;
+    }
     return 0;
 }
 
@@ -196,6 +211,7 @@ static int create_facts(const Sandgate__V1__CreateSandboxRequest *req,
 static int build_record(struct sg_call *call, struct sg_gateway *gw,
                         const Sandgate__V1__CreateSandboxRequest *req,
                         const char *namespace_name, const char *request_hash,
+                        const struct sg_cred_bindings *bound,
                         struct sg_sandbox_row *row, struct sg_error *err)
 {
     Sandgate__V1__Sandbox sb = *req->sandbox; /* shallow: borrows fields */
@@ -204,13 +220,23 @@ static int build_record(struct sg_call *call, struct sg_gateway *gw,
     Sandgate__V1__Condition *conds[1] = {&cond};
     Google__Protobuf__Timestamp now_ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     Google__Protobuf__Timestamp expire_ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    size_t n_cs = bound->n;
+    Sandgate__V1__CredentialBindingStatus *cs = calloc(n_cs + 1, sizeof(*cs));
+    Sandgate__V1__CredentialBindingStatus **cs_p =
+        calloc(n_cs + 1, sizeof(*cs_p));
+    Google__Protobuf__Timestamp *cs_ts = calloc(n_cs + 1, sizeof(*cs_ts));
+    int rc = -1;
     char id[SG_SANDBOX_ID_SIZE];
     char policy_hash[SG_HASH_SIZE];
     int64_t now = sg_now_ms();
 
+    if (!cs || !cs_p || !cs_ts) {
+        sg_error_report(err, SG_ERR_NO_MEMORY, "out of memory");
+        goto cleanup;
+    }
     if (sg_sandbox_id_new(id) < 0) {
         sg_error_report(err, SG_ERR_INTERNAL, "cannot generate a sandbox id");
-        return -1;
+        goto cleanup;
     }
     sg_policy_hash(sb.spec ? sb.spec->policy : NULL, policy_hash);
     sg_ms_to_timestamp(now, &now_ts);
@@ -232,6 +258,16 @@ static int build_record(struct sg_call *call, struct sg_gateway *gw,
         sg_ms_to_timestamp(exp, &expire_ts);
         st.expire_time = &expire_ts;
     }
+    /* The records the create was authorized against. */
+    for (size_t i = 0; i < n_cs; i++) {
+        sandgate__v1__credential_binding_status__init(&cs[i]);
+        sg_ms_to_timestamp(bound->create_times[i], &cs_ts[i]);
+        cs[i].credential = (char *)bound->authz[i].name;
+        cs[i].record_create_time = &cs_ts[i];
+        cs_p[i] = &cs[i];
+    }
+    st.credentials = cs_p;
+    st.n_credentials = n_cs;
 
     sb.id = id;
     /* Always the authenticated subject: owner is output-only. */
@@ -242,7 +278,12 @@ static int build_record(struct sg_call *call, struct sg_gateway *gw,
     sb.create_time = &now_ts;
     sb.update_time = &now_ts;
     sb.delete_time = NULL;
-    return sg_record_to_row(&sb, request_hash, row, err);
+    rc = sg_record_to_row(&sb, request_hash, row, err);
+ cleanup:
+    free(cs);
+    free(cs_p);
+    free(cs_ts);
+    return rc;
 }
 
 void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
@@ -255,6 +296,7 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
     struct create_ctx *cc = NULL;
     struct sg_driver_placement placement;
     struct sg_authz_create ac = {0};
+    struct sg_cred_bindings bound = {0};
 
     memset(&placement, 0, sizeof(placement));
     if (!gw)
@@ -265,16 +307,17 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
        scope: nothing is written or called for a denied request. */
     if (sg_validate_create_sandbox(req, &gw->limits, &err) < 0 ||
         driver_admit(gw, req->sandbox, &placement, &err) < 0 ||
-        create_facts(req, &placement, &ac, &err) < 0 ||
-        sg_authz_check_create(call, &sg_authz_rule_create_sandbox, &ac,
-                              &err) < 0)
+        sg_cred_bindings_read(gw->store, req->sandbox->tenant,
+                              req->sandbox->spec, &bound, &err) < 0)
         goto cleanup;
-    if (req->sandbox->spec && req->sandbox->spec->n_credentials > 0) {
-        sg_error_report(&err, SG_ERR_UNIMPLEMENTED,
-                        "credential bindings are not supported yet: "
-                        "credential delivery is not built");
+    create_facts(req, &placement, &bound, &ac);
+    /* Denied first, then what this server cannot do for an allowed
+       create, then a bound record that is missing. */
+    if (sg_authz_check_create(call, &sg_authz_rule_create_sandbox, &ac,
+                              &err) < 0 ||
+        bindings_servable(gw, req->sandbox, &err) < 0 ||
+        sg_cred_bindings_require(&bound, req->sandbox->tenant, &err) < 0)
         goto cleanup;
-    }
     cc = calloc(1, sizeof(*cc));
     if (!cc) {
         sg_error_report(&err, SG_ERR_NO_MEMORY, "out of memory");
@@ -283,7 +326,7 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
     if (sg_create_request_hash(req, cc->request_hash, &err) < 0 ||
         build_record(call, gw, req,
                      placement.namespace_name ? placement.namespace_name : "",
-                     cc->request_hash, &row, &err) < 0)
+                     cc->request_hash, &bound, &row, &err) < 0)
         goto cleanup;
     if (sg_event_for_row(&row, SG_EVENT_ACCEPTED, "Accepted",
                          "sandbox accepted", &ev) < 0) {
@@ -313,7 +356,7 @@ void sg_svc_create_sandbox(struct sg_call *call, const ProtobufCMessage *msg)
         sg_call_fail(call, &err);
     }
     free(cc);
-    free((void *)ac.credentials);
+    sg_cred_bindings_clear(&bound);
     sg_driver_placement_clear(&placement);
     sg_event_row_clear(&ev);
     sg_sandbox_row_clear(&row);

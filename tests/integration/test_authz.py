@@ -153,7 +153,7 @@ ALLOWED = {
     'sa_scope': (placed(serviceAccountName='sandbox-runner'), OK),
     'field_scope': ({}, OK),
     'value_scope': (placed(**VALUE_BASE), OK),
-    # Allowed by the role, but credentials are not built.
+    # Allowed by the role, but the noop driver does not deliver credentials.
     'cred_scope': ({'credentials': [{'credential': 'team-a-git', 'env': 'TOKEN'}]}, UI),
 }
 

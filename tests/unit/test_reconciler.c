@@ -10,6 +10,7 @@
 
 #include "testutils.h"
 
+#include "cred_bind.h"
 #include "driver.h"
 #include "reconciler.h"
 #include "sandbox_id.h"
@@ -21,6 +22,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define CRED_PREFIX "SGTREC_"
+
 struct fixture {
     char dir[64];
     char db[128];
@@ -30,6 +33,11 @@ struct fixture {
     struct sg_driver *driver;
     struct sg_reconciler *rec;
     unsigned resync_ms; /* 0: the reconciler's default */
+    /* With creds: the delivery the reconciler resolves bindings with. */
+    bool creds;
+    struct sg_credsrc_registry *reg;
+    struct sg_cred_workers *workers;
+    struct sg_cred_delivery delivery;
 };
 
 static void rm_rf(const char *path)
@@ -59,18 +67,32 @@ static void open_all(struct fixture *f, const char *settings)
     ck_assert_msg(f->store != NULL, "%s", err.message);
     f->driver = sg_driver_open(&da, &err);
     ck_assert_msg(f->driver != NULL, "%s", err.message);
+    if (f->creds) {
+        struct sg_credsrc_config cc = {.env_prefix = CRED_PREFIX};
+
+        f->reg = sg_credsrc_registry_new(&cc, &err);
+        ck_assert_msg(f->reg != NULL, "%s", err.message);
+        f->workers = sg_cred_workers_start(1, &err);
+        ck_assert_msg(f->workers != NULL, "%s", err.message);
+        f->delivery = (struct sg_cred_delivery){
+            .store = f->store, .registry = f->reg, .workers = f->workers};
+        rc.credentials = &f->delivery;
+    }
     f->rec = sg_reconciler_start(&f->loop, f->store, f->driver, &rc, &err);
     ck_assert_msg(f->rec != NULL, "%s", err.message);
 }
 
 static void close_all(struct fixture *f)
 {
+    /* Workers first: their results go to the reconciler's queue. */
+    sg_cred_workers_stop(f->workers);
     sg_reconciler_stop(f->rec);
     sg_driver_close(f->driver);
     sg_store_close(f->store);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     sg_reconciler_free(f->rec);
     sg_driver_free(f->driver);
+    sg_credsrc_registry_free(f->reg);
     ck_assert_int_eq(uv_loop_close(&f->loop), 0);
 }
 
@@ -266,6 +288,245 @@ static void request_delete(struct fixture *f, const char *id)
 }
 
 /* ---- cases ------------------------------------------------------------ */
+
+/* ---- credential bindings ---------------------------------------------- */
+
+static void on_cred_written(void *opaque,
+                            const struct sg_store_credential_result *res)
+{
+    struct written *w = opaque;
+
+    w->ok = res->err == NULL;
+    __atomic_store_n(&w->done, true, __ATOMIC_SEQ_CST);
+}
+
+/* Store an env credential record "name" of tenant t for variable var;
+   returns its create_time. */
+static int64_t add_env_credential(struct fixture *f, const char *name,
+                                  const char *var)
+{
+    Sandgate__V1__Credential c = SANDGATE__V1__CREDENTIAL__INIT;
+    Sandgate__V1__CredentialSource src = SANDGATE__V1__CREDENTIAL_SOURCE__INIT;
+    Google__Protobuf__Struct ref = GOOGLE__PROTOBUF__STRUCT__INIT;
+    Google__Protobuf__Value v = GOOGLE__PROTOBUF__VALUE__INIT;
+    Google__Protobuf__Struct__FieldsEntry e =
+        GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
+    Google__Protobuf__Struct__FieldsEntry *ep[1] = {&e};
+    struct sg_credential_row row = {.tenant = "t", .name = (char *)name,
+                                    .kind = "env", .owner = "o",
+                                    .create_time = sg_now_ms()};
+    struct sg_credential_row *stored = NULL;
+    struct written w = {0};
+    uint8_t buf[512];
+    int64_t created;
+
+    v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+    v.string_value = (char *)var;
+    e.key = "name";
+    e.value = &v;
+    ref.fields = ep;
+    ref.n_fields = 1;
+    src.kind = "env";
+    src.ref = &ref;
+    c.name = (char *)name;
+    c.tenant = "t";
+    c.source = &src;
+    ck_assert_uint_lt(sandgate__v1__credential__get_packed_size(&c),
+                      sizeof(buf));
+    row.record_len = sandgate__v1__credential__pack(&c, buf);
+    row.record = buf;
+    row.update_time = row.create_time;
+    ck_assert_int_eq(sg_store_create_credential(f->store, &row,
+                                                on_cred_written, &w, NULL),
+                     0);
+    wait_written(&w);
+    ck_assert_int_eq(sg_store_get_credential_copy(f->store, "t", name,
+                                                  &stored, NULL),
+                     1);
+    created = stored->create_time;
+    sg_credential_row_free(stored);
+    return created;
+}
+
+static void delete_credential(struct fixture *f, const char *name)
+{
+    struct written w = {0};
+
+    ck_assert_int_eq(sg_store_delete_credential(f->store, "t", name,
+                                                on_cred_written, &w, NULL),
+                     0);
+    wait_written(&w);
+}
+
+/* An ACCEPTED sandbox binding credential name (as env TOKEN), authorized
+   against the record made at bound_ms. */
+static char *add_bound_sandbox(struct fixture *f, const char *name,
+                               int64_t bound_ms)
+{
+    Sandgate__V1__Sandbox sb = SANDGATE__V1__SANDBOX__INIT;
+    Sandgate__V1__SandboxSpec spec = SANDGATE__V1__SANDBOX_SPEC__INIT;
+    Sandgate__V1__SandboxStatus st = SANDGATE__V1__SANDBOX_STATUS__INIT;
+    Sandgate__V1__CredentialBinding b = SANDGATE__V1__CREDENTIAL_BINDING__INIT;
+    Sandgate__V1__CredentialBinding *bp[1] = {&b};
+    Sandgate__V1__CredentialBindingStatus bs =
+        SANDGATE__V1__CREDENTIAL_BINDING_STATUS__INIT;
+    Sandgate__V1__CredentialBindingStatus *bsp[1] = {&bs};
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    struct sg_sandbox_row row;
+    struct sg_event_row ev;
+    struct sg_error err = SG_ERROR_INIT;
+    struct written w = {0};
+    char id[SG_SANDBOX_ID_SIZE];
+
+    ck_assert_int_eq(sg_sandbox_id_new(id), 0);
+    b.credential = (char *)name;
+    b.delivery_case = SANDGATE__V1__CREDENTIAL_BINDING__DELIVERY_ENV;
+    b.env = "TOKEN";
+    spec.credentials = bp;
+    spec.n_credentials = 1;
+    sg_ms_to_timestamp(bound_ms, &ts);
+    bs.credential = (char *)name;
+    bs.record_create_time = &ts;
+    st.credentials = bsp;
+    st.n_credentials = 1;
+    st.phase = SANDGATE__V1__SANDBOX_PHASE__SANDBOX_PHASE_ACCEPTED;
+    sb.id = id;
+    sb.name = "n";
+    sb.tenant = "t";
+    sb.owner = "o";
+    sb.spec = &spec;
+    sb.status = &st;
+    ck_assert_int_eq(sg_record_to_row(&sb, "h", &row, &err), 0);
+    ck_assert_int_eq(sg_event_for_row(&row, SG_EVENT_ACCEPTED, "Accepted", "",
+                                      &ev), 0);
+    ck_assert_int_eq(sg_store_create_sandbox(f->store, &row, &ev, on_written,
+                                             &w, &err), 0);
+    wait_written(&w);
+    sg_event_row_clear(&ev);
+    sg_sandbox_row_clear(&row);
+    return strdup(id);
+}
+
+/* The Ready condition's reason and status.message of id. */
+static void failure_of(struct fixture *f, const char *id, char *reason,
+                       size_t rlen, char *message, size_t mlen)
+{
+    struct sg_sandbox_row *row = NULL;
+    Sandgate__V1__Sandbox *sb;
+
+    ck_assert_int_eq(sg_store_get_sandbox_copy(f->store, id, &row, NULL), 1);
+    sb = sg_record_unpack(row, NULL);
+    ck_assert_ptr_nonnull(sb);
+    snprintf(reason, rlen, "%s", "");
+    for (size_t i = 0; i < sb->status->n_conditions; i++) {
+        if (STREQ(sb->status->conditions[i]->type, "Ready"))
+            snprintf(reason, rlen, "%s", sb->status->conditions[i]->reason);
+    }
+    snprintf(message, mlen, "%s", sb->status->message);
+    /* The driver was never asked: no backend object. */
+    ck_assert_str_eq(sb->status->backend_object, "");
+    sandgate__v1__sandbox__free_unpacked(sb, NULL);
+    sg_sandbox_row_free(row);
+}
+
+START_TEST(test_bindings_resolve_before_create)
+{
+    struct fixture f;
+    static const int want[] = {
+        SG_EVENT_ACCEPTED, SG_EVENT_ALLOCATION_STARTED,
+        SG_EVENT_CREDENTIALS_RESOLVED, SG_EVENT_RESOURCE_CREATED,
+        SG_EVENT_READY};
+    char *id;
+
+    setup(&f);
+    f.creds = true;
+    setenv(CRED_PREFIX "OK", "material", 1);
+    open_all(&f, NULL);
+    id = add_bound_sandbox(&f, "ok", add_env_credential(&f, "ok",
+                                                        CRED_PREFIX "OK"));
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_READY);
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
+/* Each way a binding can fail at provisioning fails the sandbox before
+   the driver is called, with its reason. */
+static const struct {
+    const char *case_name;
+    const char *reason;
+    const char *message; /* a part of it */
+} bind_failures[] = {
+    {"missing", "CredentialNotFound",
+     "credential 'c' no longer exists in tenant 't'"},
+    {"changed", "CredentialChanged",
+     "credential 'c' was deleted and made again since the sandbox was "
+     "created"},
+    {"unset", "CredentialUnresolvable",
+     "credential 'c' (env " CRED_PREFIX "UNSET): env: environment variable '"
+     CRED_PREFIX "UNSET' is not set"},
+    {"no-delivery", "CredentialsUnavailable",
+     "this gateway does not resolve credentials"},
+};
+
+START_TEST(test_binding_failures_fail_before_create)
+{
+    struct fixture f;
+    static const int want[] = {SG_EVENT_ACCEPTED, SG_EVENT_ALLOCATION_STARTED,
+                               SG_EVENT_FAILED};
+    const char *c = bind_failures[_i].case_name;
+    char reason[64], message[1024];
+    int64_t created = 0;
+    char *id;
+
+    setup(&f);
+    f.creds = !STREQ(c, "no-delivery");
+    unsetenv(CRED_PREFIX "UNSET");
+    open_all(&f, NULL);
+    if (!STREQ(c, "missing"))
+        created = add_env_credential(&f, "c", CRED_PREFIX "UNSET");
+    if (STREQ(c, "changed"))
+        created--; /* authorized against an older record of that name */
+    id = add_bound_sandbox(&f, "c", created);
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_FAILED);
+    assert_events(&f, id, want, SG_N_ELEMENTS(want));
+    failure_of(&f, id, reason, sizeof(reason), message, sizeof(message));
+    ck_assert_str_eq(reason, bind_failures[_i].reason);
+    ck_assert_msg(strstr(message, bind_failures[_i].message) != NULL,
+                  "%s: %s", c, message);
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
+
+/* A record deleted after the create was accepted is not resolved. */
+START_TEST(test_binding_deleted_after_create)
+{
+    struct fixture f;
+    char reason[64], message[1024];
+    char *id;
+
+    setup(&f);
+    f.creds = true;
+    setenv(CRED_PREFIX "GONE", "material", 1);
+    open_all(&f, NULL);
+    id = add_bound_sandbox(&f, "gone", add_env_credential(&f, "gone",
+                                                          CRED_PREFIX "GONE"));
+    delete_credential(&f, "gone");
+    sg_reconciler_kick(f.rec, id);
+    run_until(&f, id, SG_PHASE_FAILED);
+    failure_of(&f, id, reason, sizeof(reason), message, sizeof(message));
+    ck_assert_str_eq(reason, "CredentialNotFound");
+    close_all(&f);
+    free(id);
+    rm_rf(f.dir);
+}
+END_TEST
 
 START_TEST(test_create_to_ready_to_deleted)
 {
@@ -681,6 +942,10 @@ static Suite *reconciler_suite(void)
     tcase_add_test(tc, test_pending_reason_reaches_the_record_once);
     tcase_add_test(tc, test_pending_change_is_written_without_an_event);
     tcase_add_test(tc, test_pending_with_an_empty_message_keeps_the_message);
+    tcase_add_test(tc, test_bindings_resolve_before_create);
+    tcase_add_loop_test(tc, test_binding_failures_fail_before_create, 0,
+                        (int)SG_N_ELEMENTS(bind_failures));
+    tcase_add_test(tc, test_binding_deleted_after_create);
     suite_add_tcase(s, tc);
     return s;
 }
