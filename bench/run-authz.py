@@ -248,14 +248,8 @@ class Bench(rs.Bench):
 
 
 def render(args, rows):
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True).stdout.strip() or 'unknown'
-    dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD'], cwd=REPO).returncode != 0
-    L = [MARK_BEGIN, '## Authentication and authorization: GetSandbox over mTLS', '',
-         '- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-         '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
-         '- command: `bench/run-authz.py %s`' % ' '.join(rs.public_args(sys.argv[1:])),
-         '- machine: %d CPUs, kernel %s' % (os.cpu_count(), os.uname().release), '',
+    L = [MARK_BEGIN, '## Authentication and authorization: GetSandbox over mTLS', ''] + \
+        rs.run_facts('run-authz.py') + ['',
          'Both gateways: mTLS listener (ECDSA P-256 certificates, SPIFFE client), '
          '`server.workers: 1` pinned to CPU 0, noop driver; sgbench on CPU 1, 64 calls in '
          'flight on one connection, alternating within each repetition. Baseline: '

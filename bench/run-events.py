@@ -233,22 +233,9 @@ class Bench:
 
 
 def render(args, streams, resume):
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True).stdout.strip() or 'unknown'
-    dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD'], cwd=REPO).returncode != 0
-    cpu = ''
-    with open('/proc/cpuinfo') as f:
-        for line in f:
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
     n = args.streams
-    L = [MARK_BEGIN, '## EventService: %d streams on one gateway, fan-out, resume' % n, '',
-         '- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-         '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
-         '- command: `bench/run-events.py %s`' % ' '.join(rs.public_args(sys.argv[1:])),
-         '- machine: %d CPUs, %s, kernel %s' % (os.cpu_count(), cpu or 'unknown CPU',
-                                                os.uname().release),
+    L = [MARK_BEGIN, '## EventService: %d streams on one gateway, fan-out, resume' % n, ''] + \
+        rs.run_facts('run-events.py') + [
          '- gateway: noop driver, durability `full`, authentication disabled, access log '
          'off; clients on the same machine, unpinned (both share the CPUs)', '']
     if streams:

@@ -497,17 +497,10 @@ class Bench:
 
 def header(args):
     """The lines every section starts with: when, what, how, where."""
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True).stdout.strip() or 'unknown'
-    dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD'], cwd=REPO).returncode != 0
-    return ['- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-            '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
-            '- command: `bench/run-k8s.py %s`' % ' '.join(rs.public_args(sys.argv[1:])),
-            '- machine: %d CPUs, kernel %s; %s'
-            % (os.cpu_count(), os.uname().release,
-               'gateway pinned to CPU 0, stand-in and client to CPU 1'
-               if args.pin and rs.pin(0) else
-               'gateway, stand-in and client unpinned, sharing them')]
+    return rs.run_facts('run-k8s.py') + [
+        '- placement: %s' % ('gateway pinned to CPU 0, stand-in and client to CPU 1'
+                             if args.pin and rs.pin(0) else
+                             'gateway, stand-in and client unpinned, sharing them')]
 
 
 def render(args, lat, w):

@@ -298,7 +298,9 @@ def public_args(argv):
     return out
 
 
-def render(args, creates, gets, lists):
+def run_facts(runner):
+    """The date, commit, command and machine lines every section starts
+    with."""
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
                             stdout=subprocess.PIPE, text=True).stdout.strip() or 'unknown'
     dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD'], cwd=REPO).returncode != 0
@@ -308,12 +310,16 @@ def render(args, creates, gets, lists):
             if line.startswith('model name'):
                 cpu = line.split(':', 1)[1].strip()
                 break
-    L = [MARK_BEGIN, '## SandboxService: durable creates, reads, listing', '',
-         '- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-         '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
-         '- command: `bench/run-sandbox.py %s`' % ' '.join(public_args(sys.argv[1:])),
-         '- machine: %d CPUs, %s, kernel %s' % (os.cpu_count(), cpu or 'unknown CPU',
-                                                os.uname().release),
+    return ['- date: %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+            '- commit: %s%s' % (commit, ' (with uncommitted changes)' if dirty else ''),
+            '- command: `bench/%s %s`' % (runner, ' '.join(public_args(sys.argv[1:]))),
+            '- machine: %d CPUs, %s, kernel %s' % (os.cpu_count(), cpu or 'unknown CPU',
+                                                   os.uname().release)]
+
+
+def render(args, creates, gets, lists):
+    L = [MARK_BEGIN, '## SandboxService: durable creates, reads, listing', ''] + \
+        run_facts('run-sandbox.py') + [
          '- driver: noop (records only); store: SQLite in the build directory\'s file system',
          '']
     if creates:
