@@ -6,6 +6,8 @@
 
 #include "process_config.h"
 
+#include "cred_targets.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -719,35 +721,6 @@ static bool cred_file_in_tmpfs(const char *path)
     return false;
 }
 
-/* Whether file targets a and b cannot both be made: the same path, or
-   one a directory above the other. */
-static bool cred_files_clash(const char *a, const char *b)
-{
-    size_t la = strlen(a);
-    size_t lb = strlen(b);
-    size_t n = la < lb ? la : lb;
-
-    return strncmp(a, b, n) == 0 &&
-           (la == lb || (la < lb ? b[n] : a[n]) == '/');
-}
-
-/* Whether an env target is taken already: by spec.env or another binding. */
-static bool cred_env_taken(const struct sg_driver_sandbox *sb, size_t i)
-{
-    const char *name = sb->credentials[i].target;
-
-    for (size_t k = 0; k < sb->n_env; k++) {
-        if (STREQ(sb->env_names[k], name))
-            return true;
-    }
-    for (size_t k = 0; k < i; k++) {
-        if (sb->credentials[k].delivery == SG_DRIVER_DELIVER_ENV &&
-            STREQ(sb->credentials[k].target, name))
-            return true;
-    }
-    return false;
-}
-
 static int check_credential(const struct sg_driver_sandbox *sb, size_t i,
                             struct sg_error *err)
 {
@@ -763,7 +736,7 @@ static int check_credential(const struct sg_driver_sandbox *sb, size_t i,
         return -1;
     }
     if (c->delivery == SG_DRIVER_DELIVER_ENV) {
-        if (!valid_env_name(t) || cred_env_taken(sb, i)) {
+        if (!valid_env_name(t) || sg_cred_env_taken(sb, i)) {
             sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
                             "process: credentials[%zu] (%.100s): env name "
                             "'%.100s' is invalid or already set",
@@ -797,7 +770,7 @@ static int check_credential(const struct sg_driver_sandbox *sb, size_t i,
     }
     for (size_t k = 0; k < i; k++) {
         if (sb->credentials[k].delivery == SG_DRIVER_DELIVER_FILE &&
-            cred_files_clash(sb->credentials[k].target, t)) {
+            sg_paths_nest(sb->credentials[k].target, t)) {
             sg_error_report(err, SG_ERR_INVALID_ARGUMENT,
                             "process: credentials[%zu] (%.100s): file "
                             "'%.200s' clashes with credentials[%zu]",
