@@ -1104,7 +1104,7 @@ struct k8s_call *k8s_client_start(struct k8s_client *c,
         free(call->method);
         free(call->path);
         free(call->what);
-        free(call->body);
+        wipe_str(call->body); /* a Secret's data, a TokenReview's token */
         free(call->content_type);
         free(call);
         return NULL;

@@ -17,6 +17,10 @@
  * id); remove sends one DELETE and answers GONE when the watch reports the
  * object gone.
  *
+ * A Sandbox with credential bindings gets a Secret first, and then owns it
+ * (k8s_credsecret.h); remove deletes the Secret too, and the first list of
+ * a namespace sweeps ownerless leftovers.
+ *
  * The namespaces in use (and whether claims are in use there) are kept in
  * state_dir/namespaces, so that a restarted gateway watches them again
  * before it lists.
@@ -29,6 +33,7 @@
 #include "error.h"
 #include "k8s_client.h"
 #include "k8s_config.h"
+#include "k8s_credsecret.h"
 #include "k8s_events.h"
 #include "k8s_informer.h"
 #include "k8s_objects.h"
@@ -91,6 +96,14 @@ struct kd_op {
     char *body;             /* create: the object, when a read comes first */
     char *pool;             /* create of a claim naming a template: its */
     char *template_name;    /* warm pool, and the template it must run */
+    /* create and remove of a Sandbox with credential bindings: the
+       Secret (k8s_credsecret.h), its body (material: wiped on free), and
+       the Sandbox's uid once known. */
+    bool creds;
+    char secret[K8S_CRED_NAME_MAX + 1];
+    char *secret_body;
+    size_t secret_len;
+    char uid[64];
     struct k8s_call *call;
     bool waiting_sync;  /* get/list/remove: until the informer is synced */
     bool waiting_gone;  /* remove: until the watch says the object is gone */
@@ -125,6 +138,13 @@ struct kd_driver {
 static struct k8s_informer *ns_informer(struct kd_watch *w);
 static void ops_sync_check(struct kd_driver *drv);
 static int remove_send(struct kd_op *op);
+static void creds_own(struct kd_op *op, const struct k8s_observed *o);
+static void creds_drop(struct kd_op *op);
+static int secret_delete(struct kd_op *op);
+static struct kd_obj *obj_find(struct kd_driver *drv, const char *id);
+static void secret_path(const char *ns, const char *name, char *out,
+                        size_t size);
+static int post_object(struct kd_op *op, const char *body);
 
 static char *host_strdup_msg(struct kd_driver *drv, const char *msg)
 {
@@ -182,6 +202,7 @@ static void op_closed(uv_handle_t *h)
 
     free(op->message);
     free(op->body);
+    k8s_creds_body_free(op->secret_body, op->secret_len);
     free(op->pool);
     free(op->template_name);
     free(op);
@@ -662,6 +683,93 @@ static void on_list_object(void *opaque, json_t *item)
     cache_upsert(w->ns->drv, &o);
 }
 
+/* ---- leftover credentials Secrets ---- */
+
+static bool create_in_flight(struct kd_driver *drv, const char *id)
+{
+    for (struct kd_op *op = drv->ops; op != NULL; op = op->next) {
+        if (op->kind == OP_CREATE && STREQ(op->id, id))
+            return true;
+    }
+    return false;
+}
+
+/* Whether a listed Secret of ours is a leftover: a credentials Secret
+   with no owner (never owned: the garbage collector will not take it)
+   whose Sandbox the synced cache does not know and no create is making. */
+static bool secret_left_over(struct kd_driver *drv, json_t *md,
+                             const char **ns, const char **name)
+{
+    const char *id = json_string_value(json_object_get(
+        json_object_get(md, "labels"), K8S_LABEL_SANDBOX_ID));
+    size_t len;
+
+    *ns = json_string_value(json_object_get(md, "namespace"));
+    *name = json_string_value(json_object_get(md, "name"));
+    if (id == NULL || *ns == NULL || *name == NULL)
+        return false;
+    len = strlen(*name);
+    if (len <= strlen(K8S_CRED_SUFFIX) ||
+        STRNEQ(*name + len - strlen(K8S_CRED_SUFFIX), K8S_CRED_SUFFIX))
+        return false;
+    if (json_array_size(json_object_get(md, "ownerReferences")) > 0 ||
+        json_object_get(md, "deletionTimestamp") != NULL)
+        return false;
+    return obj_find(drv, id) == NULL && !create_in_flight(drv, id);
+}
+
+static void on_secrets_listed(void *opaque, const struct k8s_response *r)
+{
+    struct kd_driver *drv = opaque;
+    char path[PATH_BUF];
+    struct k8s_request req = {.method = "DELETE", .path = path};
+    json_t *j;
+    json_t *item;
+    size_t i;
+
+    if (r->status != 200) {
+        /* No right to list Secrets: the deployment delivers none. */
+        LOG(drv, SG_DRIVER_LOG_DEBUG,
+            "listing credentials Secrets: HTTP %ld; not swept", r->status);
+        return;
+    }
+    j = json_loads(r->body, 0, NULL);
+    json_array_foreach(json_object_get(j, "items"), i, item)
+    {
+        json_t *md = json_object_get(item, "metadata");
+        const char *ns;
+        const char *name;
+
+        k8s_creds_secret_wipe(item);
+        if (!secret_left_over(drv, md, &ns, &name))
+            continue;
+        LOG(drv, SG_DRIVER_LOG_INFO,
+            "deleting the credentials Secret %s/%s: its Sandbox does not "
+            "exist",
+            ns, name);
+        secret_path(ns, name, path, sizeof(path));
+        (void)k8s_client_start(drv->client, &req, NULL, NULL);
+    }
+    json_decref(j);
+}
+
+/* Once per namespace, when its Sandboxes are listed: the Secrets of
+   creates that never got as far as their Sandbox. */
+static void sweep_secrets(struct kd_driver *drv, const char *ns)
+{
+    char q[320];
+    char path[PATH_BUF];
+    struct k8s_request req = {.method = "GET", .path = path};
+
+    selector_query(drv, q, sizeof(q));
+    if (ns[0] == '\0')
+        snprintf(path, sizeof(path), "/api/v1/secrets?%s", q);
+    else
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets?%s", ns,
+                 q);
+    (void)k8s_client_start(drv->client, &req, on_secrets_listed, drv);
+}
+
 static void on_list_done(void *opaque)
 {
     struct kd_watch *w = opaque;
@@ -671,6 +779,8 @@ static void on_list_done(void *opaque)
         watch_sweep(w);
     sg_strmap_free(w->seen);
     w->seen = NULL;
+    if (w->kind == K8S_KIND_SANDBOX && !w->synced)
+        sweep_secrets(drv, w->ns->name);
     w->synced = true;
     /* Pod events name pods: resolvable once the Sandboxes are known. */
     if (w->kind == K8S_KIND_SANDBOX &&
@@ -824,12 +934,16 @@ static void op_resume(struct kd_op *op)
     case OP_REMOVE:
         obj = obj_find(drv, op->id);
         if (obj == NULL) {
-            op_finish(op, SG_DRIVER_OK, NULL, NULL);
+            /* No Sandbox, but maybe the Secret of a create that never
+               got as far (ownerless: no garbage collection takes it). */
+            if (secret_delete(op) < 0)
+                op_finish(op, SG_DRIVER_OK, NULL, NULL);
             break;
         }
         snprintf(op->ns, sizeof(op->ns), "%s", obj->o.namespace_name);
         snprintf(op->name, sizeof(op->name), "%s", obj->o.name);
         op->obj_kind = obj->o.kind;
+        op->creds = obj->o.creds;
         if (remove_send(op) < 0)
             op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
                       "kubernetes: cannot start a request");
@@ -965,6 +1079,7 @@ static void on_existing(void *opaque, const struct k8s_response *r)
                  "belong to this sandbox (labels %s=%s, %s=%s)",
                  k8s_kind_name(op->obj_kind), op->ns, op->name,
                  K8S_LABEL_SANDBOX_ID, o.id, K8S_LABEL_GATEWAY_ID, o.gateway);
+        creds_drop(op);
         op_finish(op, SG_DRIVER_ERR_INVALID, NULL, msg);
         return;
     }
@@ -977,6 +1092,10 @@ static void on_existing(void *opaque, const struct k8s_response *r)
         op->id, k8s_kind_name(op->obj_kind), op->ns, op->name);
     if (obj_find(drv, op->id) == NULL)
         cache_upsert(drv, &o);
+    if (op->creds) {
+        creds_own(op, &o);
+        return;
+    }
     op_finish(op, SG_DRIVER_OK,
               obj_find(drv, op->id) != NULL ? &obj_find(drv, op->id)->o : &o,
               NULL);
@@ -1009,6 +1128,10 @@ static void on_post(void *opaque, const struct k8s_response *r)
         /* The watch may already know a newer state: it wins. */
         if (obj_find(drv, op->id) == NULL)
             cache_upsert(drv, &o);
+        if (op->creds) {
+            creds_own(op, &o); /* the POST's answer has the uid */
+            return;
+        }
         obj = obj_find(drv, op->id);
         op_finish(op, SG_DRIVER_OK, obj != NULL ? &obj->o : &o, NULL);
         return;
@@ -1023,16 +1146,298 @@ static void on_post(void *opaque, const struct k8s_response *r)
                       "kubernetes: cannot start a request");
         return;
     }
+    if (!transient(r->status))
+        creds_drop(op); /* the sandbox fails: no Secret left behind */
     finish_http_error(op, what, r);
 }
 
+/* ---- the credentials Secret (k8s_credsecret.h) ---- */
+
+static void secret_path(const char *ns, const char *name, char *out,
+                        size_t size)
+{
+    snprintf(out, size, "/api/v1/namespaces/%s/secrets/%s", ns, name);
+}
+
+/* Fire and forget: delete the Secret of a create that failed for good
+   (its Sandbox does not exist, so no garbage collection takes it). */
+static void creds_drop(struct kd_op *op)
+{
+    char path[PATH_BUF];
+    struct k8s_request req = {.method = "DELETE", .path = path};
+
+    if (!op->creds)
+        return;
+    secret_path(op->ns, op->secret, path, sizeof(path));
+    (void)k8s_client_start(op->drv->client, &req, NULL, NULL);
+}
+
+static void on_owned(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    struct kd_obj *obj;
+    char what[160];
+
+    op->call = NULL;
+    if (r->status == 200) {
+        obj = obj_find(op->drv, op->id);
+        op_finish(op, SG_DRIVER_OK, obj != NULL ? &obj->o : &op->status, NULL);
+        return;
+    }
+    if (r->status == 404) {
+        /* Collected with an earlier owner: the next create makes it. */
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: the credentials Secret went away; retrying");
+        return;
+    }
+    snprintf(what, sizeof(what), "own Secret %s/%s", op->ns, op->secret);
+    finish_http_error(op, what, r);
+}
+
+/*
+ * The Sandbox o exists: make it the Secret's owner, so that the garbage
+ * collector deletes the Secret with it, then answer. Not a controller
+ * reference (the Sandbox controller does not manage Secrets) and not
+ * blocking (that would need update rights on sandboxes/finalizers, and
+ * the Secret has no reason to hold up the Sandbox's deletion).
+ */
+static void creds_own(struct kd_op *op, const struct k8s_observed *o)
+{
+    char path[PATH_BUF];
+    char what[160];
+    char *patch = NULL;
+    struct k8s_request req = {.method = "PATCH",
+                              .path = path,
+                              .what = what,
+                              .content_type = "application/merge-patch+json"};
+
+    op->status = *o;
+    op->have_status = true;
+    snprintf(op->uid, sizeof(op->uid), "%s", o->uid);
+    if (o->uid[0] != '\0')
+        patch = k8s_creds_owner_patch(o->name, o->uid);
+    if (patch == NULL) {
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  o->uid[0] == '\0' ? "kubernetes: the Sandbox has no uid"
+                                    : "kubernetes: out of memory");
+        return;
+    }
+    secret_path(op->ns, op->secret, path, sizeof(path));
+    snprintf(what, sizeof(what), "Secret %s/%s", op->ns, op->secret);
+    req.body = patch;
+    op->call = k8s_client_start(op->drv->client, &req, on_owned, op);
+    free(patch);
+    if (op->call == NULL)
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: cannot start a request");
+}
+
+/* The Secret holds the material: drop our copy (the client wipes its
+   own), then make or adopt the Sandbox. */
+static void creds_delivered(struct kd_op *op)
+{
+    k8s_creds_body_free(op->secret_body, op->secret_len);
+    op->secret_body = NULL;
+    op->secret_len = 0;
+    if (op->body == NULL) {
+        /* create of a Sandbox the cache knows: only the owner is due. */
+        creds_own(op, &op->status);
+        return;
+    }
+    if (post_object(op, op->body) < 0)
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: cannot start a request");
+}
+
+static void on_secret_patched(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    char what[160];
+
+    op->call = NULL;
+    if (r->status == 200) {
+        creds_delivered(op);
+        return;
+    }
+    if (r->status == 404) {
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: the credentials Secret went away; retrying");
+        return;
+    }
+    snprintf(what, sizeof(what), "update Secret %s/%s", op->ns, op->secret);
+    finish_http_error(op, what, r);
+}
+
+/* A Secret under our name: ours (same labels) is brought to the current
+   material, anything else fails the create and is left untouched. */
+static void on_secret_existing(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    struct kd_driver *drv = op->drv;
+    char path[PATH_BUF];
+    char what[160];
+    char msg[512];
+    struct k8s_request req = {.method = "PATCH",
+                              .path = path,
+                              .what = what,
+                              .content_type = "application/merge-patch+json"};
+    json_t *j;
+    json_t *md;
+    json_t *labels;
+    const char *id;
+    const char *gw;
+    bool deleting;
+
+    op->call = NULL;
+    snprintf(what, sizeof(what), "Secret %s/%s", op->ns, op->secret);
+    if (r->status == 404) {
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: the existing Secret went away; retrying");
+        return;
+    }
+    if (r->status != 200) {
+        finish_http_error(op, "read credentials Secret", r);
+        return;
+    }
+    j = json_loads(r->body, 0, NULL);
+    md = json_object_get(j, "metadata");
+    labels = json_object_get(md, "labels");
+    id = json_string_value(json_object_get(labels, K8S_LABEL_SANDBOX_ID));
+    gw = json_string_value(json_object_get(labels, K8S_LABEL_GATEWAY_ID));
+    snprintf(msg, sizeof(msg),
+             "kubernetes: Secret %s/%s already exists and does not belong "
+             "to this sandbox (labels %s=%s, %s=%s)",
+             op->ns, op->secret, K8S_LABEL_SANDBOX_ID, id != NULL ? id : "",
+             K8S_LABEL_GATEWAY_ID, gw != NULL ? gw : "");
+    deleting = json_object_get(md, "deletionTimestamp") != NULL;
+    if (id == NULL || gw == NULL || STRNEQ(id, op->id) ||
+        STRNEQ(gw, drv->settings.gateway_id)) {
+        k8s_creds_secret_wipe(j);
+        json_decref(j);
+        op_finish(op, SG_DRIVER_ERR_INVALID, NULL, msg);
+        return;
+    }
+    k8s_creds_secret_wipe(j);
+    json_decref(j);
+    if (deleting) {
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: the credentials Secret is being deleted; "
+                  "retrying");
+        return;
+    }
+    secret_path(op->ns, op->secret, path, sizeof(path));
+    req.body = op->secret_body;
+    op->call = k8s_client_start(drv->client, &req, on_secret_patched, op);
+    if (op->call == NULL)
+        op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                  "kubernetes: cannot start a request");
+}
+
+static void on_secret_post(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    char path[PATH_BUF];
+    char what[160];
+    char reason[64], smsg[256];
+    struct k8s_request req = {.method = "GET", .path = path, .what = what};
+
+    op->call = NULL;
+    snprintf(what, sizeof(what), "Secret %s/%s", op->ns, op->secret);
+    if (r->status == 201 || r->status == 200) {
+        creds_delivered(op);
+        return;
+    }
+    status_text(r, reason, sizeof(reason), smsg, sizeof(smsg), NULL);
+    if (r->status == 409 && STREQ(reason, "AlreadyExists")) {
+        secret_path(op->ns, op->secret, path, sizeof(path));
+        op->call = k8s_client_start(op->drv->client, &req, on_secret_existing,
+                                    op);
+        if (op->call == NULL)
+            op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                      "kubernetes: cannot start a request");
+        return;
+    }
+    finish_http_error(op, "create credentials Secret", r);
+}
+
+/* First step of a create with bindings: the Secret, so that the pod
+   never starts without it. 0, or -1 when the request could not start. */
+static int creds_post(struct kd_op *op)
+{
+    char path[PATH_BUF];
+    char what[160];
+    struct k8s_request req = {
+        .method = "POST", .path = path, .what = what, .body = op->secret_body};
+
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets", op->ns);
+    snprintf(what, sizeof(what), "Secret %s/%s", op->ns, op->secret);
+    op->call = k8s_client_start(op->drv->client, &req, on_secret_post, op);
+    return op->call != NULL ? 0 : -1;
+}
+
 /* ---- remove ---- */
+
+/* The object's DELETE was accepted (and its Secret's, if any): answer
+   when it is gone. */
+static void delete_settle(struct kd_op *op)
+{
+    struct kd_driver *drv = op->drv;
+    struct kd_ns *ns = ns_covering(drv, op->ns);
+
+    /* Gone already and the cache agrees: done. Otherwise the watch tells
+       (DELETED, or the object missing from a re-list). */
+    if (obj_find(drv, op->id) == NULL && ns != NULL && ns_synced(ns)) {
+        op_finish(op, SG_DRIVER_OK, NULL, NULL);
+        return;
+    }
+    op->waiting_gone = true;
+}
+
+static void on_secret_delete(void *opaque, const struct k8s_response *r)
+{
+    struct kd_op *op = opaque;
+    struct kd_driver *drv = op->drv;
+    char msg[512];
+
+    op->call = NULL;
+    if (r->status != 200 && r->status != 202 && r->status != 404) {
+        describe_http("delete credentials Secret", r, msg, sizeof(msg));
+        if (transient(r->status)) {
+            op_finish(op, SG_DRIVER_ERR_RETRY, NULL, msg);
+            return;
+        }
+        /* Not ours to delete (RBAC): the garbage collector takes it with
+           its Sandbox. Only a Sandbox that said it has one warns. */
+        LOG(drv, op->creds ? SG_DRIVER_LOG_WARN : SG_DRIVER_LOG_DEBUG,
+            "%s: %s", op->id, msg);
+    }
+    if (!op->deleted) {
+        op_finish(op, SG_DRIVER_OK, NULL, NULL); /* no object was there */
+        return;
+    }
+    delete_settle(op);
+}
+
+/* DELETE the credentials Secret of op's Sandbox (op->name). 0, or -1 when
+   the request could not start. */
+static int secret_delete(struct kd_op *op)
+{
+    struct kd_driver *drv = op->drv;
+    char path[PATH_BUF];
+    struct k8s_request req = {.method = "DELETE", .path = path};
+    const char *ns =
+        op->ns[0] != '\0' ? op->ns : drv->settings.default_namespace;
+
+    k8s_creds_secret_name(op->name, op->secret);
+    secret_path(ns, op->secret, path, sizeof(path));
+    op->call = k8s_client_start(drv->client, &req, on_secret_delete, op);
+    return op->call != NULL ? 0 : -1;
+}
 
 static void on_delete(void *opaque, const struct k8s_response *r)
 {
     struct kd_op *op = opaque;
     struct kd_driver *drv = op->drv;
-    struct kd_ns *ns;
     char msg[512];
     char what[160];
 
@@ -1041,14 +1446,15 @@ static void on_delete(void *opaque, const struct k8s_response *r)
              k8s_kind_name(op->obj_kind), op->ns, op->name);
     if (r->status == 200 || r->status == 202 || r->status == 404) {
         op->deleted = true;
-        ns = ns_covering(drv, op->ns);
-        /* Gone already and the cache agrees: done. Otherwise the watch
-           tells (DELETED, or the object missing from a re-list). */
-        if (obj_find(drv, op->id) == NULL && ns != NULL && ns_synced(ns)) {
-            op_finish(op, SG_DRIVER_OK, NULL, NULL);
+        /* The Secret too, not only through the garbage collector: it
+           may run late, or not at all for a Secret never owned. */
+        if (op->creds) {
+            if (secret_delete(op) < 0)
+                op_finish(op, SG_DRIVER_ERR_RETRY, NULL,
+                          "kubernetes: cannot start a request");
             return;
         }
-        op->waiting_gone = true;
+        delete_settle(op);
         return;
     }
     describe_http(what, r, msg, sizeof(msg));
@@ -1313,13 +1719,33 @@ static void kd_close(void *priv)
     drv->watch_cb = NULL;
 }
 
-/* The whole check of a sandbox: block, allocation, image. */
+/*
+ * sb as this driver may read it: a host older than ABI 1.3 passes a
+ * shorter struct without the credential fields, which then read as none.
+ */
+static const struct sg_driver_sandbox *
+sandbox_view(const struct kd_driver *drv, const struct sg_driver_sandbox *sb,
+             struct sg_driver_sandbox *tmp)
+{
+    if (drv->host->abi_minor >= 3)
+        return sb;
+    memset(tmp, 0, sizeof(*tmp));
+    memcpy(tmp, sb, offsetof(struct sg_driver_sandbox, credentials));
+    return tmp;
+}
+
+/* The whole check of a sandbox: block, allocation, image, bindings. */
 static int check_sandbox(struct kd_driver *drv,
                          const struct sg_driver_sandbox *sb,
                          struct k8s_block *b, struct sg_error *err)
 {
     if (k8s_block_load(sb->config_json, b, err) < 0)
         return -1;
+    if (k8s_creds_check(&drv->settings, sb,
+                        STREQ(b->allocation, "SandboxClaim"), err) < 0) {
+        k8s_block_clear(b);
+        return -1;
+    }
     if (STREQ(b->allocation, "SandboxClaim")) {
         /* The pool's template runs; a request for another image or
            command would be silently ignored. */
@@ -1352,9 +1778,11 @@ static int kd_validate(void *priv, const struct sg_driver_sandbox *sb,
 {
     struct kd_driver *drv = priv;
     struct sg_error err = SG_ERROR_INIT;
+    struct sg_driver_sandbox tmp;
     struct k8s_block b;
     int rc;
 
+    sb = sandbox_view(drv, sb, &tmp);
     if (check_sandbox(drv, sb, &b, &err) < 0) {
         rc = err.code == SG_ERR_UNIMPLEMENTED ? SG_DRIVER_VALIDATE_UNSUPPORTED
                                               : -1;
@@ -1471,11 +1899,94 @@ static int read_pool_then_post(struct kd_op *op, const struct k8s_block *b,
     return op->call != NULL ? 0 : -1;
 }
 
+/*
+ * A create with credential bindings: the Secret (made, or ours brought to
+ * the current material), then the Sandbox (made, adopted, or known to the
+ * cache: obj), then the Sandbox as the Secret's owner. Every step is
+ * idempotent, so a create repeated after a restart at any point ends in
+ * one Secret owned by the one Sandbox.
+ */
+static int create_with_creds(struct kd_driver *drv,
+                             const struct sg_driver_sandbox *sb,
+                             const struct k8s_block *b, const char *ns,
+                             const struct kd_obj *obj, sg_driver_done_cb done,
+                             void *opaque)
+{
+    struct sg_error err = SG_ERROR_INIT;
+    struct kd_op *op = NULL;
+    json_t *j = NULL;
+    json_t *labels = NULL;
+    char *body = NULL;
+    char *secret = NULL;
+    size_t secret_len = 0;
+    char name[K8S_NAME_MAX + 1];
+    char sname[K8S_CRED_NAME_MAX + 1];
+    int ret = -1;
+
+    k8s_object_name(sb->id, name);
+    k8s_creds_secret_name(name, sname);
+    if (obj == NULL) {
+        j = k8s_sandbox_build(&drv->settings, b, sb, time(NULL), &err);
+        body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    }
+    labels = k8s_labels_build(&drv->settings, sb);
+    if ((obj == NULL && body == NULL) || labels == NULL) {
+        ret = defer_answer(drv, sb->id,
+                           err.code == SG_ERR_INVALID_ARGUMENT
+                               ? SG_DRIVER_ERR_INVALID
+                               : SG_DRIVER_ERR_RETRY,
+                           NULL,
+                           err.message[0] != '\0' ? err.message
+                                                  : "kubernetes: out of memory",
+                           done, opaque);
+        goto cleanup;
+    }
+    secret = k8s_creds_secret_body(sb, ns, sname, labels, &secret_len, &err);
+    if (secret == NULL) {
+        ret = defer_answer(drv, sb->id,
+                           err.code == SG_ERR_INVALID_ARGUMENT
+                               ? SG_DRIVER_ERR_INVALID
+                               : SG_DRIVER_ERR_RETRY,
+                           NULL, err.message, done, opaque);
+        goto cleanup;
+    }
+    op = op_new(drv, OP_CREATE, sb->id, done, NULL, opaque);
+    if (op == NULL)
+        goto cleanup;
+    op->obj_kind = K8S_KIND_SANDBOX;
+    op->creds = true;
+    snprintf(op->ns, sizeof(op->ns), "%s", ns);
+    snprintf(op->name, sizeof(op->name), "%s", name);
+    snprintf(op->secret, sizeof(op->secret), "%s", sname);
+    op->secret_body = secret;
+    op->secret_len = secret_len;
+    secret = NULL;
+    op->body = body; /* NULL: the Sandbox exists (obj) */
+    body = NULL;
+    if (obj != NULL) {
+        op->status = obj->o;
+        op->have_status = true;
+    }
+    ret = creds_post(op);
+    if (ret < 0) {
+        op->done = NULL;
+        op_free(op);
+    }
+ cleanup:
+    k8s_creds_body_free(secret, secret_len);
+    free(body);
+    json_decref(j);
+    json_decref(labels);
+    sg_error_reset(&err);
+    return ret;
+}
+
 static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
                      sg_driver_done_cb done, void *opaque)
 {
     struct kd_driver *drv = priv;
     struct sg_error err = SG_ERROR_INIT;
+    struct sg_driver_sandbox tmp;
     struct k8s_block b;
     struct kd_obj *obj;
     struct kd_op *op;
@@ -1487,6 +1998,7 @@ static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
 
     if (drv->closing)
         return -1;
+    sb = sandbox_view(drv, sb, &tmp);
     if (!k8s_id_valid(sb->id))
         return defer_answer(drv, sb->id, SG_DRIVER_ERR_INVALID, NULL,
                             "kubernetes: invalid sandbox id", done, opaque);
@@ -1505,6 +2017,11 @@ static int kd_create(void *priv, const struct sg_driver_sandbox *sb,
         goto cleanup;
     }
     obj = obj_find(drv, sb->id);
+    if (sb->n_credentials > 0 && kind == K8S_KIND_SANDBOX &&
+        (obj == NULL || !obj->o.deleting)) {
+        ret = create_with_creds(drv, sb, &b, ns, obj, done, opaque);
+        goto cleanup;
+    }
     if (obj != NULL) {
         /* Idempotent: the cache knows it, no write. */
         ret = obj->o.deleting
@@ -1576,6 +2093,7 @@ static int kd_remove(void *priv, const char *id, const char *backend_object,
         snprintf(op->ns, sizeof(op->ns), "%s", obj->o.namespace_name);
         snprintf(op->name, sizeof(op->name), "%s", obj->o.name);
         op->obj_kind = obj->o.kind;
+        op->creds = obj->o.kind == K8S_KIND_SANDBOX && obj->o.creds;
     } else if (parse_backend(backend_object, op->ns, sizeof(op->ns), op->name,
                              sizeof(op->name))) {
         if (ns_ensure(drv, op->ns, K8S_KIND_SANDBOX) == NULL) {
@@ -1666,7 +2184,7 @@ const struct sg_driver_ops sg_kubernetes_driver = {
     .struct_size = sizeof(struct sg_driver_ops),
     .name = DRIVER_NAME,
     .caps = SG_DRIVER_CAP_WATCH | SG_DRIVER_CAP_NETWORK |
-            SG_DRIVER_CAP_SURVIVES_RESTART,
+            SG_DRIVER_CAP_SURVIVES_RESTART | SG_DRIVER_CAP_CREDENTIALS,
     .priv_size = sizeof(struct kd_driver),
     .open = kd_open,
     .close = kd_close,

@@ -7,6 +7,7 @@
 #include "k8s_objects.h"
 
 #include "buf.h"
+#include "k8s_credsecret.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,19 @@ static json_t *our_labels(const struct k8s_settings *s,
     return l;
 }
 
+json_t *k8s_labels_build(const struct k8s_settings *s,
+                         const struct sg_driver_sandbox *sb)
+{
+    bool ok = true;
+    json_t *l = our_labels(s, sb, &ok);
+
+    if (!ok) {
+        json_decref(l);
+        return NULL;
+    }
+    return l;
+}
+
 static void put_set(json_t *a, const char *key, const char *value, bool *ok)
 {
     if (value != NULL && value[0] != '\0')
@@ -138,6 +152,15 @@ static json_t *our_annotations(const struct sg_driver_sandbox *sb, bool *ok)
     put_set(a, K8S_ANN_POLICY_HASH, sb->policy_hash, ok);
     put_set(a, K8S_ANN_ACCESS_PROFILE, sb->access_profile, ok);
     put_set(a, K8S_ANN_RUNTIME_PROFILE, sb->runtime_profile, ok);
+    if (sb->n_credentials > 0 && k8s_id_valid(sb->id)) {
+        char obj_name[K8S_NAME_MAX + 1];
+        char secret[K8S_CRED_NAME_MAX + 1];
+
+        /* How a remove knows there is a Secret to delete too. */
+        k8s_object_name(sb->id, obj_name);
+        k8s_creds_secret_name(obj_name, secret);
+        put(a, K8S_ANN_CREDENTIALS, json_string(secret), ok);
+    }
     return a;
 }
 
@@ -220,6 +243,7 @@ static json_t *pod_spec(const struct k8s_settings *s, const struct k8s_block *b,
     json_t *p = json_object();
     json_t *containers = json_array();
     json_t *psc = json_object();
+    json_t *c;
 
     if (p == NULL || containers == NULL || psc == NULL) {
         json_decref(p);
@@ -228,7 +252,17 @@ static json_t *pod_spec(const struct k8s_settings *s, const struct k8s_block *b,
         *ok = false;
         return NULL;
     }
-    append(containers, container(s, b, sb, image, ok), ok);
+    c = container(s, b, sb, image, ok);
+    if (sb->n_credentials > 0) {
+        char obj_name[K8S_NAME_MAX + 1];
+        char secret[K8S_CRED_NAME_MAX + 1];
+
+        k8s_object_name(sb->id, obj_name);
+        k8s_creds_secret_name(obj_name, secret);
+        if (!k8s_creds_pod_apply(s, sb, secret, p, c, psc))
+            *ok = false;
+    }
+    append(containers, c, ok);
     put(p, "containers", containers, ok);
     put(p, "restartPolicy", json_string("Never"), ok);
     put(p, "automountServiceAccountToken",
@@ -678,6 +712,9 @@ int k8s_sandbox_observe(json_t *obj, struct k8s_observed *o)
 
     if (observe_meta(obj, K8S_KIND_SANDBOX, o) < 0)
         return -1;
+    o->creds = json_is_string(json_object_get(
+        json_object_get(json_object_get(obj, "metadata"), "annotations"),
+        K8S_ANN_CREDENTIALS));
     if (ready != NULL && cond_is(ready, "True")) {
         o->state = SG_DRIVER_STATE_RUNNING;
         take_condition(o, ready);

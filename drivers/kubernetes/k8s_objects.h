@@ -47,13 +47,24 @@ uint32_t k8s_fnv1a(const char *s);
 /*
  * The Sandbox to create for sb with block b, as a new JSON object the
  * caller owns (json_decref). now is the creation time (shutdownTime =
- * now + ttl). Returns NULL with err set (SG_ERR_INVALID_ARGUMENT when the
- * sandbox has no image and no default exists; SG_ERR_NO_MEMORY).
+ * now + ttl). sb's credential bindings (ABI 1.3) become references to
+ * its credentials Secret (k8s_credsecret.h). Returns NULL with err set
+ * (SG_ERR_INVALID_ARGUMENT when the sandbox has no image and no default
+ * exists; SG_ERR_NO_MEMORY).
  */
 json_t *k8s_sandbox_build(const struct k8s_settings *s,
                           const struct k8s_block *b,
                           const struct sg_driver_sandbox *sb, time_t now,
                           struct sg_error *err) SG_WARN_UNUSED_RESULT;
+
+/*
+ * The sandgate labels a Sandbox of sb carries (sandbox id, gateway id,
+ * managed-by, and the tenant and project sanitised), as a new JSON object
+ * the caller owns, or NULL when memory ran out. Objects made beside the
+ * Sandbox (its credentials Secret) carry them too.
+ */
+json_t *k8s_labels_build(const struct k8s_settings *s,
+                         const struct sg_driver_sandbox *sb);
 
 /*
  * The SandboxClaim to create for sb with a SandboxClaim block b, as a new
@@ -97,6 +108,7 @@ struct k8s_observed {
     char message[256];
     char bound[K8S_NAME_MAX + 1]; /* claims: the bound Sandbox, or "" */
     bool warm;                    /* claims: bound to a warm pool member */
+    bool creds; /* Sandboxes: has a credentials Secret (k8s_credsecret.h) */
 };
 
 /*
