@@ -34,13 +34,19 @@ EVERYWHERE = {'projects': ['*'], 'access_profiles': ['*'], 'runtime_profiles': [
 ROLE_OF = {'ctl': 'ctl', 'narrow': 'narrow'}
 ROLES = {
     # Makes records of both kinds and binds any of them.
-    'ctl': role(['sandboxes.*', 'credentials.*', 'events.*'], 'any', tenants=[TENANT],
+    'ctl': role(['sandboxes.*', 'credentials.*', 'events.*'], 'any',
+                tenants=[TENANT, 'team-b'],
                 credentials={'names': ['*'],
-                             'sources': [{'kind': 'file'}, {'kind': 'env'}]},
+                             'sources': [{'kind': 'file'}, {'kind': 'env'},
+                                         {'kind': 'kubernetes-secret', 'namespace': '*',
+                                          'name': '*', 'key': '*'}]},
                 **EVERYWHERE),
-    # May bind git-* records whose source is a file, and nothing else.
+    # May bind git-* records whose source is a file or one kind of Secret.
     'narrow': role(['sandboxes.*'], 'any', tenants=[TENANT],
-                   credentials={'names': ['git-*'], 'sources': [{'kind': 'file'}]},
+                   credentials={'names': ['git-*'],
+                                'sources': [{'kind': 'file'},
+                                            {'kind': 'kubernetes-secret', 'namespace': 'sbx-a',
+                                             'name': 'git-*', 'key': 'token'}]},
                    **EVERYWHERE),
 }
 
@@ -101,10 +107,10 @@ class DeliveryTest(DaemonTestCase):
         self.assertEqual(out.code, 'OK', '%s %s: %r' % (principal, rpc, out))
         return out.response
 
-    def credential(self, kind, ref, name=None):
+    def credential(self, kind, ref, name=None, tenant=TENANT):
         name = name or uname('git')
         made = self.ok('ctl', 'CreateCredential',
-                       {'credential': {'name': name, 'tenant': TENANT,
+                       {'credential': {'name': name, 'tenant': tenant,
                                        'source': {'kind': kind, 'ref': ref}}})
         return made
 
@@ -211,6 +217,37 @@ class DeliveryTest(DaemonTestCase):
         self.assertEqual(out.code, 'OK', out)
         self.assertEqual(phase_name(self.wait_phase(out.response.id, 'READY', 'FAILED')),
                          'READY')
+
+    def test_secret_coordinates_and_tenant_are_checked_at_create(self):
+        def secret(ns, name, key):
+            return self.credential('kubernetes-secret',
+                                   {'namespace': ns, 'name': name, 'key': key})
+        for rec in (secret('sbx-b', 'git-main', 'token'),    # namespace
+                    secret('sbx-a', 'other', 'token'),       # name
+                    secret('sbx-a', 'git-main', 'password')):  # key
+            ref = dict(rec.source.ref)
+            out = self.create([{'credential': rec.name, 'env': 'GIT'}], principal='narrow')
+            self.assertEqual((out.code, out.details), (
+                'PERMISSION_DENIED',
+                "spec.credentials: credential '%s' (kubernetes-secret %s/%s key %s): its "
+                "source is not allowed" % (rec.name, ref['namespace'], ref['name'],
+                                           ref['key'])))
+        # A record of another tenant is not one this sandbox can bind.
+        theirs = self.credential('file', {'path': self.file_path}, tenant='team-b')
+        out = self.create([{'credential': theirs.name, 'env': 'GIT'}], principal='narrow')
+        self.assertEqual((out.code, out.details), (
+            'FAILED_PRECONDITION',
+            "sandbox.spec.credentials[0].credential: credential '%s' does not exist in "
+            "tenant 'team-a'" % theirs.name))
+        # Allowed, but without the kubernetes driver a Secret cannot be
+        # read: the sandbox fails before anything is made.
+        ok = secret('sbx-a', 'git-main', 'token')
+        out = self.create([{'credential': ok.name, 'env': 'GIT'}], principal='narrow')
+        self.assertEqual(out.code, 'OK', out)
+        failed = self.wait_phase(out.response.id, 'FAILED', 'READY')
+        self.assertEqual(phase_name(failed), 'FAILED')
+        self.assertIn('resolving needs the kubernetes driver', failed.status.message)
+        self.assertFalse(os.path.exists(process_dir(self.daemon, out.response.id)))
 
     def test_a_target_the_driver_cannot_deliver_to_is_refused(self):
         fcred = self.credential('file', {'path': self.file_path})

@@ -201,6 +201,42 @@ class K8sDeliveryTest(DaemonTestCase):
         self.assertEqual([(r['name'], r['status']) for r in deletes], [(sname, 200)])
         self.assert_no_leak(d)
 
+    def test_a_synced_secret_is_copied_into_the_sandbox_secret(self):
+        # The usual case: a platform Secret (synced by External Secrets,
+        # say) read by the driver and copied into the per-sandbox Secret.
+        value = 'synced-' + uuid.uuid4().hex
+        body = {'apiVersion': 'v1', 'kind': 'Secret', 'metadata': {'name': 'git-synced'},
+                'data': {'token': b64(value.encode())}}
+        req = urllib.request.Request(
+            self.api.info['url'] + '/api/v1/namespaces/%s/secrets' % NS, method='POST',
+            data=json.dumps(body).encode(),
+            headers={'Content-Type': 'application/json',
+                     'Authorization': 'Bearer ' + self.api.info['token']})
+        ctx = ssl.create_default_context(cafile=self.api.info['ca_file'])
+        urllib.request.urlopen(req, timeout=10, context=ctx).read()
+        d, ch = self.daemon()
+        rec = self.ok(ch, 'CreateCredential', {'credential': {
+            'name': uname('synced'), 'tenant': TENANT,
+            'source': {'kind': 'kubernetes-secret',
+                       'ref': {'namespace': NS, 'name': 'git-synced', 'key': 'token'}}}})
+        out = self.create(ch, [{'credential': rec.name, 'env': 'GIT_TOKEN'}])
+        self.assertEqual(out.code, 'OK', out)
+        ready = Client(ch).wait_phase(out.response.id, ('READY', 'FAILED'))
+        self.assertEqual(phase_name(ready), 'READY', ready.status.message)
+        name = self.sandbox_object(out.response.id)['metadata']['name']
+        self.assertEqual(self.secrets()[name + '-credentials']['data'],
+                         {'c0': b64(value.encode())})
+        audit = [r for r in d.audit_records()
+                 if r['rpc'] == 'sandgate.reconciler/DeliverCredential' and
+                 r.get('target') == out.response.id]
+        self.assertEqual([r['reason'] for r in audit],
+                         ["credential '%s': resolved secret %s/git-synced key token"
+                          % (rec.name, NS)])
+        d.stop()
+        logs = (d.stderr_text() + d.audit_text()).encode()
+        self.assertNotIn(value.encode(), logs)
+        self.assertNotIn(b64(value.encode()).encode(), logs)
+
     def test_run_as_user_sets_fs_group_to_the_sandbox_group(self):
         d, ch = self.daemon(pod_security={'run_as_user': 1000, 'run_as_group': 2000})
         c = Client(ch)
