@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -623,6 +624,21 @@ static int run(struct daemon *d)
     return ret;
 }
 
+/*
+ * Credential material passes through this process (delivery, checks):
+ * no core file may hold it, and a process of the same user may not read
+ * this one's memory. Sanitizer builds stay dumpable: LeakSanitizer stops
+ * the world with ptrace.
+ */
+static void protect_memory(void)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fprintf(stderr, "sandgate: cannot turn off core dumps: %s\n",
+                strerror(errno));
+#endif
+}
+
 int main(int argc, char **argv)
 {
     struct daemon d;
@@ -630,6 +646,7 @@ int main(int argc, char **argv)
     int ret;
 
     memset(&d, 0, sizeof(d));
+    protect_memory();
     signal(SIGPIPE, SIG_IGN);
     if (parse_args(argc, argv, &d.opts, &exit_now) < 0) {
         free(d.opts.listen);
