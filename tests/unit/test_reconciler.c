@@ -129,6 +129,26 @@ static void wait_written(struct written *w)
     ck_assert(w->ok);
 }
 
+/* Store sb as CreateSandbox does (the row and its ACCEPTED event);
+   returns a copy of its id. */
+static char *store_accepted(struct fixture *f, const Sandgate__V1__Sandbox *sb)
+{
+    struct sg_sandbox_row row;
+    struct sg_event_row ev;
+    struct sg_error err = SG_ERROR_INIT;
+    struct written w = {0};
+
+    ck_assert_int_eq(sg_record_to_row(sb, "h", &row, &err), 0);
+    ck_assert_int_eq(sg_event_for_row(&row, SG_EVENT_ACCEPTED, "Accepted", "",
+                                      &ev), 0);
+    ck_assert_int_eq(sg_store_create_sandbox(f->store, &row, &ev, on_written,
+                                             &w, &err), 0);
+    wait_written(&w);
+    sg_event_row_clear(&ev);
+    sg_sandbox_row_clear(&row);
+    return strdup(sb->id);
+}
+
 /*
  * Store a fresh ACCEPTED sandbox as CreateSandbox would; returns its id.
  * With key, its noop block is {key: value}.
@@ -150,10 +170,6 @@ static char *add_sandbox_block(struct fixture *f, const char *key,
     Google__Protobuf__Struct__FieldsEntry ie =
         GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
     Google__Protobuf__Struct__FieldsEntry *ep[1] = {&e}, *iep[1] = {&ie};
-    struct sg_sandbox_row row;
-    struct sg_event_row ev;
-    struct sg_error err = SG_ERROR_INIT;
-    struct written w = {0};
     char id[SG_SANDBOX_ID_SIZE];
 
     ck_assert_int_eq(sg_sandbox_id_new(id), 0);
@@ -186,15 +202,7 @@ static char *add_sandbox_block(struct fixture *f, const char *key,
         dc.n_fields = 1;
         spec.driver_config = &dc;
     }
-    ck_assert_int_eq(sg_record_to_row(&sb, "h", &row, &err), 0);
-    ck_assert_int_eq(sg_event_for_row(&row, SG_EVENT_ACCEPTED, "Accepted", "",
-                                      &ev), 0);
-    ck_assert_int_eq(sg_store_create_sandbox(f->store, &row, &ev, on_written,
-                                             &w, &err), 0);
-    wait_written(&w);
-    sg_event_row_clear(&ev);
-    sg_sandbox_row_clear(&row);
-    return strdup(id);
+    return store_accepted(f, &sb);
 }
 
 /* A sandbox whose noop block is {"fail": block} (none when NULL). */
@@ -372,10 +380,6 @@ static char *add_bound_sandbox(struct fixture *f, const char *name,
         SANDGATE__V1__CREDENTIAL_BINDING_STATUS__INIT;
     Sandgate__V1__CredentialBindingStatus *bsp[1] = {&bs};
     Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    struct sg_sandbox_row row;
-    struct sg_event_row ev;
-    struct sg_error err = SG_ERROR_INIT;
-    struct written w = {0};
     char id[SG_SANDBOX_ID_SIZE];
 
     ck_assert_int_eq(sg_sandbox_id_new(id), 0);
@@ -396,15 +400,7 @@ static char *add_bound_sandbox(struct fixture *f, const char *name,
     sb.owner = "o";
     sb.spec = &spec;
     sb.status = &st;
-    ck_assert_int_eq(sg_record_to_row(&sb, "h", &row, &err), 0);
-    ck_assert_int_eq(sg_event_for_row(&row, SG_EVENT_ACCEPTED, "Accepted", "",
-                                      &ev), 0);
-    ck_assert_int_eq(sg_store_create_sandbox(f->store, &row, &ev, on_written,
-                                             &w, &err), 0);
-    wait_written(&w);
-    sg_event_row_clear(&ev);
-    sg_sandbox_row_clear(&row);
-    return strdup(id);
+    return store_accepted(f, &sb);
 }
 
 /* The Ready condition's reason and status.message of id. */
