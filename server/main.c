@@ -633,9 +633,11 @@ static int run(struct daemon *d)
 static void protect_memory(void)
 {
 #if !defined(__SANITIZE_ADDRESS__)
+    char buf[128];
+
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         fprintf(stderr, "sandgate: cannot turn off core dumps: %s\n",
-                strerror(errno));
+                sg_strerror(errno, buf, sizeof(buf)));
 #endif
 }
 
