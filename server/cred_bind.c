@@ -141,7 +141,6 @@ void sg_cred_bindings_clear(struct sg_cred_bindings *b)
 /* One sandbox's resolution: copies of what the worker needs. */
 struct resolve_job {
     const struct sg_cred_delivery *d;
-    struct sg_loop_queue *q;
     sg_cred_resolved_fn fn;
     void *opaque;
     char *id, *tenant, *owner, *namespace_name, *request_id;
@@ -314,8 +313,8 @@ static void run_resolve(void *arg)
         }
         SG_WARN("sandbox %s: credentials: %s", job->id, r->message);
     }
-    if (sg_loop_post(job->q, deliver_on_loop, job) < 0)
-        job_free(job); /* the loop is stopping: wiped here */
+    if (sg_loop_post(job->d->queue, deliver_on_loop, job) < 0)
+        job_free(job); /* no memory for the hand-over: wiped here */
 }
 
 /* status.credentials[i].record_create_time in ms; -1 when unset. */
@@ -338,9 +337,8 @@ static char *dup_or_empty(const char *s)
 }
 
 int sg_cred_resolve(const struct sg_cred_delivery *d,
-                    const Sandgate__V1__Sandbox *sb, struct sg_loop_queue *q,
-                    sg_cred_resolved_fn fn, void *opaque,
-                    struct sg_error *err)
+                    const Sandgate__V1__Sandbox *sb, sg_cred_resolved_fn fn,
+                    void *opaque, struct sg_error *err)
 {
     const Sandgate__V1__SandboxSpec *spec = sb->spec;
     size_t n = spec ? spec->n_credentials : 0;
@@ -349,8 +347,7 @@ int sg_cred_resolve(const struct sg_cred_delivery *d,
 
     if (!job)
         goto nomem;
-    *job = (struct resolve_job){.d = d, .q = q, .fn = fn, .opaque = opaque,
-                                .n = n};
+    *job = (struct resolve_job){.d = d, .fn = fn, .opaque = opaque, .n = n};
     job->id = dup_or_empty(sb->id);
     job->tenant = dup_or_empty(sb->tenant);
     job->owner = dup_or_empty(sb->owner);

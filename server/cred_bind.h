@@ -22,7 +22,7 @@
  * the material and frees it. The delivery config's members are borrowed
  * and must outlive every resolution in flight.
  * THREAD SAFETY: sg_cred_bindings_* and sg_cred_resolve from any
- * thread; the callback runs on the loop of the queue it was given.
+ * thread; the callback runs on the loop of the delivery's queue.
  */
 #ifndef SG_CRED_BIND_H
 #define SG_CRED_BIND_H
@@ -66,12 +66,20 @@ int sg_cred_bindings_require(const struct sg_cred_bindings *b,
 
 void sg_cred_bindings_clear(struct sg_cred_bindings *b);
 
-/* What delivery needs; all borrowed. audit may write nothing. */
+/*
+ * What delivery needs; all borrowed. audit may write nothing. Results
+ * reach the loop through queue, which its owner closes only after the
+ * workers have stopped (sg_cred_workers_stop), so that a resolution that
+ * finishes late is handed over (and wiped) instead of posted to a freed
+ * queue. The workers may be stopped after the driver has closed: a
+ * resolution waiting on the driver then ends at once.
+ */
 struct sg_cred_delivery {
     struct sg_store *store;
     const struct sg_credsrc_registry *registry;
     struct sg_cred_workers *workers;
     struct sg_audit *audit;
+    struct sg_loop_queue *queue;
 };
 
 /* The outcome of resolving a sandbox's bindings. */
@@ -94,15 +102,13 @@ typedef void (*sg_cred_resolved_fn)(void *opaque, struct sg_cred_resolved *r);
 
 /*
  * Resolve every binding of sb (a stored sandbox: id, status.credentials
- * set) on a worker, then run fn(opaque, r) on q's loop. 0, or -1 with
- * err set (then fn never runs). When q refuses the result (it is
- * closing), the material is wiped and fn does not run: stop the workers
- * before closing q.
+ * set) on a worker, then run fn(opaque, r) on d->queue's loop. 0, or -1
+ * with err set (then fn never runs). fn also runs while the queue
+ * closes: opaque must live until then.
  */
 int sg_cred_resolve(const struct sg_cred_delivery *d,
-                    const Sandgate__V1__Sandbox *sb, struct sg_loop_queue *q,
-                    sg_cred_resolved_fn fn, void *opaque,
-                    struct sg_error *err) SG_WARN_UNUSED_RESULT;
+                    const Sandgate__V1__Sandbox *sb, sg_cred_resolved_fn fn,
+                    void *opaque, struct sg_error *err) SG_WARN_UNUSED_RESULT;
 
 /* Wipe the material and free. NULL-safe. */
 void sg_cred_resolved_free(struct sg_cred_resolved *r);

@@ -175,20 +175,26 @@ static int ensure_data_dir(const char *dir, struct sg_error *err)
 }
 
 /*
- * Loop thread, after the last call ended. The TokenReview client stops
- * first, then the reconciler, so that nothing starts new driver or store
- * work; the store close waits for queued writes. Handles close on the loop; the memory behind them is
- * freed after uv_run returns (close_gateway).
+ * Loop thread, after the last call ended (so no CheckCredential is in
+ * flight). The TokenReview client stops first, then the reconciler, so
+ * that nothing starts new driver or store work. The driver closes before
+ * the credential workers are joined: a delivery waiting on the driver's
+ * API client (a Secret read, which needs this loop) then ends at once
+ * instead of at its timeout; its result comes through the delivery queue,
+ * closed after the join. The store close waits for queued writes.
+ * Handles close on the loop; the memory behind them is freed after
+ * uv_run returns (close_gateway).
  */
 static void stop_gateway(struct sg_gateway *gw)
 {
-    /* Queued checks are answered (their calls hold references). */
-    sg_cred_workers_stop(gw->cred_workers);
-    gw->cred_workers = NULL;
     sg_authz_stop(gw->authz);
     sg_reconciler_stop(gw->reconciler);
     if (gw->driver)
         sg_driver_close(gw->driver);
+    sg_cred_workers_stop(gw->cred_workers);
+    gw->cred_workers = NULL;
+    sg_loop_queue_close(gw->delivery.queue);
+    gw->delivery.queue = NULL;
     /* Every stream has ended by now; the hub's thread reads the store, so
        it stops first. Its observer takes (and drops) what the close still
        commits. */
@@ -394,7 +400,10 @@ static int open_gateway(struct daemon *d, struct sg_error *err)
         .store = gw->store,
         .registry = gw->credentials,
         .workers = gw->cred_workers,
-        .audit = gw->authz ? sg_authz_audit(gw->authz) : NULL};
+        .audit = gw->authz ? sg_authz_audit(gw->authz) : NULL,
+        .queue = sg_loop_queue_new(&d->loop, err)};
+    if (!gw->delivery.queue)
+        return -1;
     rc.credentials = &gw->delivery;
     gw->reconciler = sg_reconciler_start(&d->loop, gw->store, gw->driver, &rc,
                                          err);

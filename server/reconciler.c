@@ -361,8 +361,8 @@ static void resolve_credentials(struct item *it,
         step(it);
         return;
     }
-    if (sg_cred_resolve(rec->cfg.credentials, sb, rec->queue, on_resolved,
-                        it, &err) == 0)
+    if (sg_cred_resolve(rec->cfg.credentials, sb, on_resolved, it, &err) ==
+        0)
         it->busy = true;
     else
         backoff(it, err.message);

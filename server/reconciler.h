@@ -65,9 +65,11 @@ struct sg_reconciler_config {
        driver, whatever its watch said: 0 = 2 s for a driver without
        SG_DRIVER_CAP_WATCH, 60 s for one with it (a safety net). */
     unsigned resync_interval_ms;
-    /* Resolves credential bindings for delivery (borrowed; its workers
-       must be stopped before sg_reconciler_stop). NULL: a sandbox with
-       bindings fails with CredentialsUnavailable. */
+    /* Resolves credential bindings for delivery (borrowed). Its results
+       may still arrive after sg_reconciler_stop (they are dropped and
+       wiped): stop its workers and close its queue before
+       sg_reconciler_free. NULL: a sandbox with bindings fails with
+       CredentialsUnavailable. */
     const struct sg_cred_delivery *credentials;
 };
 

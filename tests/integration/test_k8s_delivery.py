@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import ssl
+import time
 import unittest
 import urllib.request
 import uuid
@@ -236,6 +237,30 @@ class K8sDeliveryTest(DaemonTestCase):
         logs = (d.stderr_text() + d.audit_text()).encode()
         self.assertNotIn(value.encode(), logs)
         self.assertNotIn(b64(value.encode()).encode(), logs)
+
+    def test_shutdown_does_not_wait_for_a_secret_read_in_flight(self):
+        # A delivery waits on a worker for the driver's GET of a Secret the
+        # API server is slow to answer (60 s, far past the request timeout).
+        # SIGTERM closes the driver before the workers are joined, so the
+        # read ends at once and the gateway exits promptly.
+        d, ch = self.daemon()
+        rec = self.ok(ch, 'CreateCredential', {'credential': {
+            'name': uname('slow'), 'tenant': TENANT,
+            'source': {'kind': 'kubernetes-secret',
+                       'ref': {'namespace': NS, 'name': 'git-slow', 'key': 'token'}}}})
+        self.api.fault({'method': 'GET', 'resource': 'secrets', 'name': 'git-slow'},
+                       {'delay_ms': 60000})
+        out = self.create(ch, [{'credential': rec.name, 'env': 'GIT_TOKEN'}])
+        self.assertEqual(out.code, 'OK', out)
+        wait_for(lambda: any(f['seen'] for f in self.api.admin('GET', '/faults')['faults']),
+                 what='the Secret read to be in flight')
+        t0 = time.monotonic()
+        self.assertEqual(d.stop(timeout=env.scaled(50)), 0, d.stderr_text()[-2000:])
+        # Joined first, the worker would wait out its bound: twice the
+        # request timeout (5 s here) and a second, 11 s.
+        self.assertLess(time.monotonic() - t0, env.scaled(3))
+        # Nothing was made for it: the read never answered.
+        self.assertEqual(self.objects('sandboxes'), [])
 
     def test_run_as_user_sets_fs_group_to_the_sandbox_group(self):
         d, ch = self.daemon(pod_security={'run_as_user': 1000, 'run_as_group': 2000})

@@ -75,7 +75,9 @@ static void open_all(struct fixture *f, const char *settings)
         f->workers = sg_cred_workers_start(1, &err);
         ck_assert_msg(f->workers != NULL, "%s", err.message);
         f->delivery = (struct sg_cred_delivery){
-            .store = f->store, .registry = f->reg, .workers = f->workers};
+            .store = f->store, .registry = f->reg, .workers = f->workers,
+            .queue = sg_loop_queue_new(&f->loop, &err)};
+        ck_assert_ptr_nonnull(f->delivery.queue);
         rc.credentials = &f->delivery;
     }
     f->rec = sg_reconciler_start(&f->loop, f->store, f->driver, &rc, &err);
@@ -84,10 +86,12 @@ static void open_all(struct fixture *f, const char *settings)
 
 static void close_all(struct fixture *f)
 {
-    /* Workers first: their results go to the reconciler's queue. */
-    sg_cred_workers_stop(f->workers);
+    /* As the daemon does: the workers after the driver, their queue
+       after them. */
     sg_reconciler_stop(f->rec);
     sg_driver_close(f->driver);
+    sg_cred_workers_stop(f->workers);
+    sg_loop_queue_close(f->delivery.queue);
     sg_store_close(f->store);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     sg_reconciler_free(f->rec);
