@@ -1732,6 +1732,58 @@ static sqlite3_stmt *event_stmt(struct read_conn *c,
     return cache_stmt(c, key, &sql, err);
 }
 
+/* A query's visitor: the kind of row and where it goes. */
+struct row_visit {
+    /* Decode the row st is on and hand it over; non-zero: stop. */
+    int (*emit)(sqlite3_stmt *st, const struct row_visit *rv);
+    sg_sandbox_visit_fn sandbox;
+    sg_credential_visit_fn credential;
+    void *opaque;
+};
+
+static int emit_sandbox(sqlite3_stmt *st, const struct row_visit *rv)
+{
+    struct sg_sandbox_row row;
+
+    row_from_stmt(st, &row);
+    return rv->sandbox ? rv->sandbox(rv->opaque, &row) : 0;
+}
+
+static int emit_credential(sqlite3_stmt *st, const struct row_visit *rv)
+{
+    struct sg_credential_row row;
+
+    cred_from_stmt(st, &row);
+    return rv->credential ? rv->credential(rv->opaque, &row) : 0;
+}
+
+/* Step a bound st through its rows until rv says stop: the rows visited,
+   or -1 with err set ("sqlite: <what>: ...", or "sqlite: <what> '<key>':
+   ..." with a key). */
+static ssize_t visit_rows(sqlite3 *db, sqlite3_stmt *st,
+                          const struct row_visit *rv, const char *what,
+                          const char *key, struct sg_error *err)
+{
+    ssize_t visited = 0;
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        visited++;
+        if (rv->emit(st, rv) != 0)
+            return visited;
+    }
+    if (rc != SQLITE_DONE) {
+        if (key)
+            sg_error_report(err, SG_ERR_INTERNAL, "sqlite: %s '%s': %s", what,
+                            key, sqlite3_errmsg(db));
+        else
+            sg_error_report(err, SG_ERR_INTERNAL, "sqlite: %s: %s", what,
+                            sqlite3_errmsg(db));
+        return -1;
+    }
+    return visited;
+}
+
 static int sqlite_get_sandbox(void *priv, const char *id,
                               sg_sandbox_visit_fn visit, void *opaque,
                               struct sg_error *err)
@@ -1739,28 +1791,16 @@ static int sqlite_get_sandbox(void *priv, const char *id,
     struct sqlite_store *s = priv;
     struct read_conn *c = checkout(s);
     sqlite3_stmt *st = c->st[R_GET];
+    const struct row_visit rv = {.emit = emit_sandbox, .sandbox = visit,
+                                 .opaque = opaque};
     int ret = -1;
-    int rc;
 
     if (!bind_text(st, 1, id)) {
         sg_error_report(err, SG_ERR_INTERNAL, "sqlite: get sandbox: %s",
                         sqlite3_errmsg(c->db));
         goto cleanup;
     }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        struct sg_sandbox_row row;
-
-        row_from_stmt(st, &row);
-        if (visit)
-            visit(opaque, &row);
-        ret = 1;
-    } else if (rc == SQLITE_DONE) {
-        ret = 0;
-    } else {
-        sg_error_report(err, SG_ERR_INTERNAL, "sqlite: get sandbox '%s': %s",
-                        id, sqlite3_errmsg(c->db));
-    }
+    ret = (int)visit_rows(c->db, st, &rv, "get sandbox", id, err);
 
  cleanup:
     /* Always reset: a statement left mid-result pins its WAL snapshot. */
@@ -1782,38 +1822,20 @@ static int sqlite_list_sandboxes(void *priv, const struct sg_sandbox_filter *f,
     struct sqlite_store *s = priv;
     struct read_conn *c = checkout(s);
     sqlite3_stmt *st = shape_stmt(c, f, after_id, false, err);
-    ssize_t visited = 0;
-    int n, rc;
+    const struct row_visit rv = {.emit = emit_sandbox, .sandbox = visit,
+                                 .opaque = opaque};
+    ssize_t visited = -1;
+    int n;
 
-    if (!st) {
-        visited = -1;
+    if (!st)
         goto cleanup;
-    }
     n = filter_terms(f, after_id, NULL, st);
     if (n < 0 || !bind_int(st, n + 1, sql_limit(max_rows))) {
         sg_error_report(err, SG_ERR_INTERNAL, "sqlite: list sandboxes: %s",
                         sqlite3_errmsg(c->db));
-        visited = -1;
         goto cleanup;
     }
-    for (;;) {
-        struct sg_sandbox_row row;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-            break;
-        row_from_stmt(st, &row);
-        visited++;
-        if (visit && visit(opaque, &row) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        sg_error_report(err, SG_ERR_INTERNAL, "sqlite: list sandboxes: %s",
-                        sqlite3_errmsg(c->db));
-        visited = -1;
-    }
+    visited = visit_rows(c->db, st, &rv, "list sandboxes", NULL, err);
 
  cleanup:
     if (st)
@@ -2163,29 +2185,16 @@ static int sqlite_get_credential(void *priv, const char *tenant,
     struct sqlite_store *s = priv;
     struct read_conn *c = checkout(s);
     sqlite3_stmt *st = c->st[R_CRED_GET];
+    const struct row_visit rv = {.emit = emit_credential, .credential = visit,
+                                 .opaque = opaque};
     int ret = -1;
-    int rc;
 
     if (!bind_text(st, 1, tenant) || !bind_text(st, 2, name)) {
         sg_error_report(err, SG_ERR_INTERNAL, "sqlite: get credential: %s",
                         sqlite3_errmsg(c->db));
         goto cleanup;
     }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        struct sg_credential_row row;
-
-        cred_from_stmt(st, &row);
-        if (visit)
-            visit(opaque, &row);
-        ret = 1;
-    } else if (rc == SQLITE_DONE) {
-        ret = 0;
-    } else {
-        sg_error_report(err, SG_ERR_INTERNAL,
-                        "sqlite: get credential '%s': %s", name,
-                        sqlite3_errmsg(c->db));
-    }
+    ret = (int)visit_rows(c->db, st, &rv, "get credential", name, err);
 
  cleanup:
     sqlite3_reset(st);
@@ -2204,8 +2213,9 @@ static ssize_t sqlite_list_credentials(void *priv,
     struct sqlite_store *s = priv;
     struct read_conn *c = checkout(s);
     sqlite3_stmt *st = c->st[R_CRED_LIST];
-    ssize_t visited = 0;
-    int rc;
+    const struct row_visit rv = {.emit = emit_credential, .credential = visit,
+                                 .opaque = opaque};
+    ssize_t visited = -1;
 
     if (!bind_text(st, 1, f->tenant ? f->tenant : "") ||
         !bind_text(st, 2, f->kind ? f->kind : "") ||
@@ -2213,27 +2223,9 @@ static ssize_t sqlite_list_credentials(void *priv,
         !bind_int(st, 5, sql_limit(max_rows))) {
         sg_error_report(err, SG_ERR_INTERNAL, "sqlite: list credentials: %s",
                         sqlite3_errmsg(c->db));
-        visited = -1;
         goto cleanup;
     }
-    for (;;) {
-        struct sg_credential_row row;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-            break;
-        cred_from_stmt(st, &row);
-        visited++;
-        if (visit && visit(opaque, &row) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        sg_error_report(err, SG_ERR_INTERNAL, "sqlite: list credentials: %s",
-                        sqlite3_errmsg(c->db));
-        visited = -1;
-    }
+    visited = visit_rows(c->db, st, &rv, "list credentials", NULL, err);
 
  cleanup:
     sqlite3_reset(st);
