@@ -4,30 +4,7 @@
  */
 #include "internal.h"
 
-#include <sandgate/credential_source.h>
-
-static int any_open(void *priv, const struct sg_credsrc_host *host,
-                    const char *settings_json, char **errmsg)
-{
-    return 0;
-}
-
-static int any_validate(void *priv, const char *ref_json, char **errmsg)
-{
-    return 0;
-}
-
-static int any_describe(void *priv, const char *ref_json, char **out,
-                        char **errmsg)
-{
-    return -1;
-}
-
-static int any_resolve(void *priv, const char *ref_json,
-                       struct sg_credsrc_material *out, char **errmsg)
-{
-    return -1;
-}
+#include "cred_stub.h"
 
 static const struct sg_credsrc_ops ops = {
     .abi_major = SG_CREDSRC_ABI_MAJOR,
@@ -35,17 +12,7 @@ static const struct sg_credsrc_ops ops = {
     .struct_size = 24,
     .signature = SG_CREDSRC_SIGNATURE,
     .name = "short-struct",
-    .open = any_open,
-    .validate = any_validate,
-    .describe = any_describe,
-    .resolve = any_resolve,
+    CRED_STUB_SLOTS,
 };
 
-SG_EXPORT const struct sg_credsrc_ops *
-sg_credential_source_entry(const struct sg_credsrc_host *host);
-
-SG_EXPORT const struct sg_credsrc_ops *
-sg_credential_source_entry(const struct sg_credsrc_host *host)
-{
-    return &ops;
-}
+CRED_STUB_ENTRY(ops)
