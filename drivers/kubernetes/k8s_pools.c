@@ -282,15 +282,22 @@ static void on_written(void *opaque, const struct k8s_response *r)
     struct k8s_pools *p = w->ns->p;
 
     wr->call = NULL;
-    /* Success (and 404 for a DELETE): the watch reports the result. 409:
-       the watch brings the newer object, and reconcile runs again. */
-    if ((r->status < 200 || r->status > 299) && r->status != 409 &&
-        r->status != 404) {
-        LOG(p, SG_DRIVER_LOG_WARN, "warm pool: %s %s/%s: HTTP %ld%s%s",
-            kind_name[w->kind], w->ns->name, wr->name, r->status,
-            r->error != NULL ? ": " : "", r->error != NULL ? r->error : "");
+    /* Success (and 404 for a DELETE): the watch reports the result.
+       Anything else looks again after a pause: an error, and a 409 too,
+       since a watch event that came while this write was in flight found
+       the name busy and did nothing (by then the watch has the newer
+       object, or brings it before the pause ends). */
+    if ((r->status < 200 || r->status > 299) && r->status != 404) {
+        if (r->status != 409)
+            LOG(p, SG_DRIVER_LOG_WARN, "warm pool: %s %s/%s: HTTP %ld%s%s",
+                kind_name[w->kind], w->ns->name, wr->name, r->status,
+                r->error != NULL ? ": " : "",
+                r->error != NULL ? r->error : "");
         if (!uv_is_active((uv_handle_t *)&p->retry))
-            uv_timer_start(&p->retry, on_retry, p->settings->retry_max_ms, 0);
+            uv_timer_start(&p->retry, on_retry,
+                           r->status == 409 ? p->settings->retry_base_ms
+                                            : p->settings->retry_max_ms,
+                           0);
     }
     write_free(wr);
 }

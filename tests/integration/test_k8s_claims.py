@@ -117,8 +117,9 @@ class K8sClaimTest(DaemonTestCase):
 
     def test_warm_claim_ready_then_deleted_with_its_sandbox(self):
         self.api.seed(pool('wp', 'tmpl', 2))
-        members = {m['metadata']['name'] for m in self.api.objects('sandboxes')}
         self.api.wait_pool_ready('wp', 2)
+        # After the wait: the pool's controller makes its members.
+        members = {m['metadata']['name'] for m in self.api.objects('sandboxes')}
         _, c = self.gateway()
         sb = c.create(claim_body(name(), ttl=600))
         got = c.wait_phase(sb.id, ('READY', 'FAILED'))
@@ -435,6 +436,26 @@ class K8sKeptPoolTest(DaemonTestCase):
         with self.assertRaises(grpc.RpcError) as e:
             p.health_check(ch, 'kubernetes/warm-pool/%s/nope' % NS)
         self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_a_lost_write_race_is_tried_again(self):
+        # The put-back PUT meets a conflict (another writer got there
+        # first) and no later event comes for the pool (an annotation
+        # edit: the pool's controller has nothing to do): the gateway must
+        # look again on its own, not wait for one.
+        self.start_daemon(config=driver_config(self.api.kubeconfig, warm_pools=[self.POOL]))
+        self.wait_for('pool ready', lambda: (self.api.get('sandboxwarmpools', 'gw-pool') or {})
+                      .get('status', {}).get('readyReplicas') == 2)
+        self.api.fault({'method': 'PUT', 'resource': 'sandboxwarmpools', 'count': 1},
+                       {'status': 409, 'reason': 'Conflict'})
+        hash_key = 'sandgate.io/spec-hash'
+        want = self.api.get('sandboxwarmpools', 'gw-pool')['metadata']['annotations'][hash_key]
+        self.api.request_patch('sandboxwarmpools', 'gw-pool',
+                               {'metadata': {'annotations': {hash_key: 'edited'}}})
+        self.wait_for('annotation put back', lambda: (
+            self.api.get('sandboxwarmpools', 'gw-pool') or {}).get('metadata', {})
+            .get('annotations', {}).get(hash_key) == want)
+        fired = [f['fired'] for f in self.api.admin('GET', '/faults')['faults']]
+        self.assertEqual(fired, [1])
 
     def test_a_pool_without_ready_members_is_not_serving(self):
         self.api.config(unschedulable=True)
